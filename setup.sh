@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# From a fresh Debian 12 machine with Python 3.11 and git: system tools, a virtualenv with the
+# runner's dependencies, then a rehearsal of the whole runner against local stand-ins.
+# SETUP_SKIP_REHEARSAL=1 installs only (CI runs the rehearsal as its own step).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+
+if command -v apt-get >/dev/null 2>&1; then
+  want=(git openssh-server openssh-client packer)
+  command -v kubectl >/dev/null 2>&1 || want+=(kubernetes-client)
+  missing=()
+  for pkg in "${want[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup: not a Debian machine; install git, openssh, packer and kubectl yourself" >&2
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+if [ "${SETUP_SKIP_REHEARSAL:-0}" != 1 ]; then
+  .venv/bin/inv rehearse
+fi

@@ -1,0 +1,12 @@
+"""homelab runner: one `inv` surface for Proxmox VE, k3s and Flux GitOps (layers L0-L4)."""
+
+from pathlib import Path
+
+# `inv` loads this file as the module `tasks` (its loader registers it in sys.modules before
+# running it); giving it a __path__ that points at the tasks/ folder makes it a package as well,
+# so `import tasks.runtime.context` resolves identically under `inv`, pytest and mypy.
+__path__ = [str(Path(__file__).resolve().with_name("tasks"))]
+
+from tasks.namespace import build_namespace  # noqa: E402
+
+ns = build_namespace()

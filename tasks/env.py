@@ -1,0 +1,111 @@
+"""Inspect the layered environment: every variable, its value (masked) and where it came from."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from tasks.runtime.errors import ConfigError
+
+ENV_FLAGS = {
+    "profile": "extra env file for the cluster chain (highest precedence)",
+    "host_env": "extra env file for the host chain (highest precedence); selects the host chain",
+    "chain": "which chain to resolve: cluster (default) or host",
+    "no_doppler": "resolve without fetching Doppler (never contacts it)",
+}
+
+
+def _select(c, chain, profile, host_env, no_doppler):
+    if profile and host_env:
+        raise ConfigError(
+            "--profile belongs to the cluster chain and --host-env to the host chain; give one"
+        )
+    if host_env:
+        chain = "host"
+    return c.use_env(chain, profile or host_env, doppler=not no_doppler)
+
+
+def _declared_names(project) -> set[str]:
+    from tasks.runtime.config import load_layer_manifests
+
+    names: set[str] = set()
+    for manifest in load_layer_manifests(project).values():
+        names.update(manifest.get("required_env") or [])
+        names.update(manifest.get("optional_env") or [])
+    return names
+
+
+@task(
+    help={
+        **ENV_FLAGS,
+        "json": "print JSON instead of a table",
+        "all": "include every variable of the process environment",
+    }
+)
+def show(c, json=False, all=False, profile=None, host_env=None, chain="cluster", no_doppler=False):
+    """Show every resolved variable, its value (secrets masked) and the layer it came from."""
+    import json as jsonlib
+
+    from tasks.runtime.console import say, table
+    from tasks.runtime.secrets import MASK
+
+    env = _select(c, chain, profile, host_env, no_doppler)
+    below_shell = {k for lyr in env.layers if lyr.used and lyr.name != "shell" for k in lyr.values}
+    interesting = below_shell | _declared_names(c.project)
+    rows = []
+    for name in sorted(env.values):
+        source = env.source[name]
+        if not all and source == "shell" and name not in interesting:
+            continue
+        value = MASK if env.is_secret(name) else env.values[name]
+        rows.append({"name": name, "value": value, "layer": source, "secret": env.is_secret(name)})
+    layers = [
+        {
+            "name": lyr.name,
+            "origin": lyr.origin,
+            "used": lyr.used,
+            "skipped": lyr.skipped,
+            "count": len(lyr.values) if lyr.used else 0,
+        }
+        for lyr in env.layers
+    ]
+    if json:
+        say(jsonlib.dumps({"chain": env.chain, "layers": layers, "variables": rows}, indent=2))
+        return
+    say(f"env chain: {env.chain} (lowest precedence first)")
+    for lyr in layers:
+        state = f"{lyr['count']} vars" if lyr["used"] else f"skipped: {lyr['skipped']}"
+        say(f"  {lyr['name']:<24} {state:<28} {lyr['origin']}")
+    say("")
+    table(["NAME", "VALUE", "LAYER"], [[r["name"], r["value"], r["layer"]] for r in rows])
+
+
+@task(
+    help={
+        "layer": "the layer or orchestrator whose required variables to check (l0..l4, cluster, host)",
+        **ENV_FLAGS,
+    }
+)
+def check(c, layer, profile=None, host_env=None, chain="cluster", no_doppler=False):
+    """Report every missing required variable of LAYER at once."""
+    from tasks.runtime.config import load_layer_manifests
+    from tasks.runtime.console import say
+
+    manifests = load_layer_manifests(c.project)
+    if layer not in manifests:
+        known = ", ".join(sorted(manifests)) or "none"
+        raise ConfigError(f"unknown layer {layer!r}; layers with a layer.yaml: {known}")
+    if layer == "host":
+        chain = "host"
+    env = _select(c, chain, profile, host_env, no_doppler)
+    required = manifests[layer].get("required_env") or []
+    missing = env.missing(required)
+    for name in required:
+        state = "MISSING" if name in missing else f"ok ({env.source[name]})"
+        say(f"  {name:<28} {state}")
+    if missing:
+        raise ConfigError(
+            f"{layer}: {len(missing)} required variable(s) missing: {', '.join(missing)}",
+            hint="set them in inventory/config.env, inventory/profiles/*.env, Doppler or the shell "
+            "(`inv env.show` shows each layer)",
+        )
+    say(f"{layer}: all {len(required)} required variable(s) present")

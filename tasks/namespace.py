@@ -1,0 +1,16 @@
+"""The root namespace: every collection, composed. Collection modules import no heavy library."""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+
+def build_namespace() -> Collection:
+    from tasks import clean, env, rehearse, up
+
+    ns = Collection()
+    ns.add_task(clean.clean)
+    ns.add_task(up.up)
+    ns.add_task(rehearse.rehearse)
+    ns.add_collection(Collection.from_module(env, name="env"))
+    return ns

@@ -1,0 +1,98 @@
+"""Loading the runner's YAML configuration files, validated with JSON Schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tasks.runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tasks.runtime.project import Project
+
+RUNNER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": True,
+    "properties": {
+        "gitops": {
+            "type": "object",
+            "properties": {
+                "root": {"type": "string"},
+                "cluster": {"type": "string"},
+                "branch": {"type": "string"},
+            },
+        },
+    },
+}
+
+LAYER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": True,
+    "properties": {
+        "description": {"type": "string"},
+        "required_env": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        },
+        "optional_env": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+        },
+        "generated": {"type": "array", "items": {"type": "string", "minLength": 1}},
+    },
+}
+
+
+def load_yaml_file(path: Path, schema: dict[str, Any] | None = None, *, what: str = "file") -> Any:
+    """Parse a YAML file; errors name the file, the line and what was expected."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if schema is not None:
+        validate(data, schema, path)
+    return data
+
+
+def validate(data: Any, schema: dict[str, Any], path: Path) -> None:
+    """Report the first schema violation with its location inside the document."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors[:10]:
+            location = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            lines.append(f"{location}: {err.message}")
+        raise ConfigError(f"{path}: does not match the expected shape:\n  " + "\n  ".join(lines))
+
+
+def load_runner_settings(project: Project) -> dict[str, Any]:
+    path = project.inventory / "runner.yaml"
+    if not path.exists():
+        return {}
+    data = load_yaml_file(path, RUNNER_SCHEMA, what="runner settings")
+    return data or {}
+
+
+def load_layer_manifests(project: Project) -> dict[str, dict[str, Any]]:
+    """Every `layers/<name>/layer.yaml`, by folder name."""
+    manifests: dict[str, dict[str, Any]] = {}
+    for path in sorted(project.layers.glob("*/layer.yaml")):
+        manifests[path.parent.name] = (
+            load_yaml_file(path, LAYER_SCHEMA, what="layer manifest") or {}
+        )
+    return manifests

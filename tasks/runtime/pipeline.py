@@ -1,0 +1,34 @@
+"""The progressive pipeline behind `inv up`: layers register a stage, `up` runs them in order.
+
+A layer module registers its stage at import time (it is imported by the namespace anyway);
+nothing here imports a heavy library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tasks.runtime.steps import StepContext
+
+LAYER_ORDER = ("l0", "l1", "l2", "l3", "l4")
+
+
+@dataclass(frozen=True)
+class LayerStage:
+    """One layer's part in `inv up`: `run(sc)` does the layer's default job."""
+
+    layer: str
+    name: str
+    run: Callable[[StepContext], None]
+    summary: str
+
+
+STAGES: dict[str, LayerStage] = {}
+
+
+def register_stage(stage: LayerStage) -> LayerStage:
+    if stage.layer not in LAYER_ORDER:
+        raise ValueError(f"unknown layer {stage.layer!r}")
+    STAGES[stage.layer] = stage
+    return stage

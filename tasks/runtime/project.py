@@ -1,0 +1,57 @@
+"""Where things live in a runner checkout: the root, `.work/`, inventory, layers, templates."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+
+def project_root() -> Path:
+    """The folder holding the root `tasks.py` that `inv` (or pytest) loaded."""
+    module = sys.modules.get("tasks")
+    if module is not None and getattr(module, "__file__", None):
+        return Path(module.__file__).resolve().parent  # type: ignore[arg-type]
+    return Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @classmethod
+    def current(cls) -> Project:
+        return cls(project_root())
+
+    @property
+    def work(self) -> Path:
+        """Generated state, all of it safe to delete (`inv clean`)."""
+        return self.root / ".work"
+
+    @property
+    def inventory(self) -> Path:
+        return self.root / "inventory"
+
+    @property
+    def layers(self) -> Path:
+        return self.root / "layers"
+
+    @property
+    def templates(self) -> Path:
+        return self.root / "templates"
+
+    def rel(self, path: Path) -> str:
+        """`path` relative to the root when inside it, for messages."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        """`inventory/runner.yaml`: where this homelab keeps its trees and names."""
+        from tasks.runtime.config import load_runner_settings
+
+        return load_runner_settings(self)
