@@ -18,16 +18,25 @@ BIN = Path(sys.executable).parent
 HEADER = "# Benchmark results\n\nWritten by the scripts in `benchmarks/` (`python benchmarks/run.py` runs them all).\n"
 
 
-def median_seconds(argv: Sequence[str], runs: int = 7, cwd: Path | None = None,
-                   env: dict[str, str] | None = None, warmup: int = 1) -> float:
+def median_seconds(
+    argv: Sequence[str],
+    runs: int = 7,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    warmup: int = 1,
+) -> float:
     """Median wall time of a command over `runs` runs, after `warmup` unmeasured ones."""
     times = []
     for i in range(warmup + runs):
         t0 = time.perf_counter()
-        proc = subprocess.run(list(argv), cwd=cwd, env=env, capture_output=True, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            list(argv), cwd=cwd, env=env, capture_output=True, stdin=subprocess.DEVNULL
+        )
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr.decode()[-2000:]}")
+            raise RuntimeError(
+                f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr.decode()[-2000:]}"
+            )
         if i >= warmup:
             times.append(elapsed)
     return statistics.median(times)
@@ -43,7 +52,11 @@ def write_section(area: str, markdown: str) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     block = f"{start}\n{markdown.strip()}\n\n_{time.strftime('%Y-%m-%d', time.gmtime())}, {machine_line()}_\n{end}"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _m: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     tmp = RESULTS.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, RESULTS)

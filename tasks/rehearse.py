@@ -10,13 +10,28 @@ def _copy_checkout(root, dest) -> None:
     import subprocess
 
     skip = {".git", ".venv", ".work", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
-    shutil.copytree(root, dest, ignore=lambda _d, names: [n for n in names if n in skip], symlinks=True)
-    env = {"GIT_AUTHOR_NAME": "rehearsal", "GIT_AUTHOR_EMAIL": "rehearsal@localhost",
-           "GIT_COMMITTER_NAME": "rehearsal", "GIT_COMMITTER_EMAIL": "rehearsal@localhost"}
+    shutil.copytree(
+        root, dest, ignore=lambda _d, names: [n for n in names if n in skip], symlinks=True
+    )
+    env = {
+        "GIT_AUTHOR_NAME": "rehearsal",
+        "GIT_AUTHOR_EMAIL": "rehearsal@localhost",
+        "GIT_COMMITTER_NAME": "rehearsal",
+        "GIT_COMMITTER_EMAIL": "rehearsal@localhost",
+    }
     import os
 
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "rehearsal copy"]):
-        subprocess.run(["git", "-C", str(dest), *args], check=True, capture_output=True, env={**os.environ, **env})
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "rehearsal copy"],
+    ):
+        subprocess.run(
+            ["git", "-C", str(dest), *args],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env},
+        )
 
 
 @task(help={"keep": "keep the throwaway copy and print where it is"})
@@ -54,9 +69,13 @@ def rehearse(c, keep=False):
                     continue
                 acts += [(name, act) for act in stack.enter_context(module.stage(rehearsal))]
             for number, (area, act) in enumerate(acts, 1):
-                rich_print(f"\n[bold]== {number}/{len(acts)} {act.title}[/bold]  (inv {' '.join(act.argv)})")
+                rich_print(
+                    f"\n[bold]== {number}/{len(acts)} {act.title}[/bold]  (inv {' '.join(act.argv)})"
+                )
                 t0 = time.monotonic()
-                proc = subprocess.run([inv, *act.argv], cwd=workdir, env=rehearsal.env, stdin=subprocess.DEVNULL)
+                proc = subprocess.run(
+                    [inv, *act.argv], cwd=workdir, env=rehearsal.env, stdin=subprocess.DEVNULL
+                )
                 took = time.monotonic() - t0
                 if proc.returncode != act.expect_exit:
                     failures.append(f"{area}: inv {' '.join(act.argv)} exited {proc.returncode}")
@@ -69,5 +88,7 @@ def rehearse(c, keep=False):
         else:
             shutil.rmtree(scratch, ignore_errors=True)
     if failures:
-        raise ExternalError(f"rehearsal: {len(failures)} act(s) failed:\n  " + "\n  ".join(failures))
+        raise ExternalError(
+            f"rehearsal: {len(failures)} act(s) failed:\n  " + "\n  ".join(failures)
+        )
     say(f"\nrehearsal: all {len(acts)} acts passed")

@@ -27,11 +27,18 @@ class DopplerApiStandIn:
 
             def do_GET(self):
                 url = urlparse(self.path)
-                stand_in.requests.append({"path": url.path, "query": parse_qs(url.query),
-                                          "auth": self.headers.get("Authorization", "")})
+                stand_in.requests.append(
+                    {
+                        "path": url.path,
+                        "query": parse_qs(url.query),
+                        "auth": self.headers.get("Authorization", ""),
+                    }
+                )
                 if stand_in.fail_times > 0:
                     stand_in.fail_times -= 1
-                    return self._reply(stand_in.fail_status, {"messages": ["temporarily unavailable"]})
+                    return self._reply(
+                        stand_in.fail_status, {"messages": ["temporarily unavailable"]}
+                    )
                 if url.path != "/v3/configs/config/secrets/download":
                     return self._reply(404, {"messages": ["not found"]})
                 if self.headers.get("Authorization") != f"Bearer {stand_in.token}":
@@ -51,8 +58,8 @@ class DopplerApiStandIn:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self.server.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def __enter__(self) -> DopplerApiStandIn:
         self.thread.start()

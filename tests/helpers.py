@@ -15,26 +15,70 @@ INV = str(BIN / "inv")
 STANDINS = Path(__file__).resolve().parent / "standins"
 
 # Variables from the developer's or CI's shell that would change what the runner does.
-_SCRUB_PREFIXES = ("DOPPLER", "PVE_", "PM_", "FEAT_", "GITOPS_", "VAULT_", "CLOUDFLARE_", "DDNS_", "K3S_")
-_SCRUB = {"CI", "FORCE_DOPPLER", "PROFILE_EXCLUSIVE", "ONLY", "KUBECONFIG", "UPDATE_STABLE", "SKIP_BUILD",
-          "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "INVOKE_DEBUG"}
+_SCRUB_PREFIXES = (
+    "DOPPLER",
+    "PVE_",
+    "PM_",
+    "FEAT_",
+    "GITOPS_",
+    "VAULT_",
+    "CLOUDFLARE_",
+    "DDNS_",
+    "K3S_",
+)
+_SCRUB = {
+    "CI",
+    "FORCE_DOPPLER",
+    "PROFILE_EXCLUSIVE",
+    "ONLY",
+    "KUBECONFIG",
+    "UPDATE_STABLE",
+    "SKIP_BUILD",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "INVOKE_DEBUG",
+}
 
 
 def base_env(**overrides: str) -> dict[str, str]:
     """A clean environment for `inv`: no inherited homelab settings, Doppler off, no colour."""
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUB and not k.startswith(_SCRUB_PREFIXES)}
-    env.update({"DOPPLER": "0", "NO_COLOR": "1", "PYTHONDONTWRITEBYTECODE": "1",
-                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "COLUMNS": "200"})
+    env = {
+        k: v for k, v in os.environ.items() if k not in _SCRUB and not k.startswith(_SCRUB_PREFIXES)
+    }
+    env.update(
+        {
+            "DOPPLER": "0",
+            "NO_COLOR": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "COLUMNS": "200",
+        }
+    )
     env.update(overrides)
     return env
 
 
 def copy_repo(dest: Path) -> Path:
     """Copy the checkout's files (tracked and untracked, not ignored) and commit them in a new repo."""
-    listed = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                str(REPO),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     dest.mkdir(parents=True, exist_ok=True)
     for name in filter(None, listed):
         src = REPO / name
@@ -50,9 +94,16 @@ def copy_repo(dest: Path) -> Path:
 
 
 def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.invalid"}
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=check, env=env)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=check, env=env
+    )
 
 
 @dataclass
@@ -70,12 +121,23 @@ class InvResult:
         return f"inv {' '.join(self.args)} -> {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
 
-def run_inv(repo: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-            timeout: float = 180, cwd: Path | None = None) -> InvResult:
+def run_inv(
+    repo: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 180,
+    cwd: Path | None = None,
+) -> InvResult:
     """Run `inv ARGS` in `repo` the way an operator would, without a terminal."""
     proc = subprocess.run(
-        [INV, *args], cwd=cwd or repo, env=env or base_env(), capture_output=True, text=True,
-        timeout=timeout, input=stdin if stdin is not None else "",
+        [INV, *args],
+        cwd=cwd or repo,
+        env=env or base_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin if stdin is not None else "",
     )
     return InvResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 

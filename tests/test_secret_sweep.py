@@ -43,7 +43,9 @@ def _seed_secrets(repo: Path, tmp: Path) -> dict[str, str]:
     with (inv / "config.env").open("a") as fh:
         fh.write(f"\nSWEEP_API_TOKEN={SENTINELS['config']}\n")
     (inv / "profiles" / "local.env").write_text(f"SWEEP_LOCAL_PASSWORD={SENTINELS['local']}\n")
-    (inv / "profiles" / "secrets.env").write_text(f"SWEEP_PLAIN_VALUE={SENTINELS['secrets_file']}\n")
+    (inv / "profiles" / "secrets.env").write_text(
+        f"SWEEP_PLAIN_VALUE={SENTINELS['secrets_file']}\n"
+    )
     host_cfg = inv / "host" / "config"
     host_cfg.mkdir(parents=True, exist_ok=True)
     (host_cfg / "host.env").write_text(f"SWEEP_HOST_SECRET={SENTINELS['local']}\n")
@@ -92,7 +94,9 @@ def test_no_sentinel_escapes(area: str, tmp_path: Path) -> None:
                 ran += 1
                 assert "Traceback" not in result.output, result
                 for layer, value in SENTINELS.items():
-                    assert value not in result.output, f"{layer} sentinel leaked by {task_name}:\n{result}"
+                    assert value not in result.output, (
+                        f"{layer} sentinel leaked by {task_name}:\n{result}"
+                    )
     assert ran > 0
     for path in work_files(repo):
         data = path.read_bytes()

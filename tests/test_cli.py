@@ -1,0 +1,52 @@
+"""The command surface: listing, docs in step with it, clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from helpers import REPO, run_inv
+
+
+def _task_names(repo: Path) -> list[str]:
+    listed = run_inv(repo, "--list", "--list-format", "json")
+    assert listed.returncode == 0, listed
+
+    def walk(coll: dict, prefix: str = "") -> list[str]:
+        names = [prefix + t["name"] for t in coll.get("tasks", [])]
+        for sub in coll.get("collections", []):
+            names += walk(sub, prefix + sub["name"] + ".")
+        return names
+
+    return walk(json.loads(listed.stdout))
+
+
+def test_every_task_is_in_the_readme_table(sample_repo: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    rows = set(re.findall(r"^\| `inv ([a-z0-9_.-]+)", readme, re.M))
+    missing = sorted(set(_task_names(sample_repo)) - rows)
+    assert missing == [], f"tasks missing from README's Tasks table: {missing}"
+
+
+def test_every_task_has_a_docstring_and_help_for_every_flag() -> None:
+    import tasks as root
+
+    ns = root.ns
+    undocumented = []
+    for name in ns.task_names:
+        task = ns[name]
+        if not (task.__doc__ or "").strip():
+            undocumented.append(f"{name}: no docstring")
+        for arg in task.get_arguments():
+            if not arg.help:
+                undocumented.append(f"{name} --{arg.name}: no help")
+    assert undocumented == []
+
+
+def test_up_rejects_bad_layer_ranges(sample_repo: Path) -> None:
+    bad = run_inv(sample_repo, "up", "--from", "l9")
+    assert bad.returncode == 2 and "--from 'l9': expected one of l0, l1, l2, l3, l4" in bad.stderr
+    backwards = run_inv(sample_repo, "up", "--from", "l3", "--to", "l1")
+    assert backwards.returncode == 2 and "--from l3 comes after --to l1" in backwards.stderr
+    assert "Traceback" not in bad.output + backwards.output
