@@ -20,7 +20,13 @@ class HomelabCall(Call):
         return HomelabContext(config=config)
 
 
-def debug_enabled() -> bool:
+def debug_enabled(core=None) -> bool:
+    """`inv --debug` (from the parsed core flags) or INVOKE_DEBUG."""
+    try:
+        if core is not None and core[0].args.debug.value:
+            return True
+    except (AttributeError, IndexError, KeyError):
+        pass
     return bool(os.environ.get("INVOKE_DEBUG")) or logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
@@ -51,7 +57,6 @@ class HomelabExecutor(Executor):
                 code=1,
             ) from None
 
-    @staticmethod
-    def _traceback() -> None:
-        if debug_enabled():
+    def _traceback(self) -> None:
+        if debug_enabled(self.core):
             print(mask(traceback.format_exc()), file=sys.stderr)

@@ -88,10 +88,10 @@ def _matches(step: Step, token: str) -> bool:
     if norm in (step.name, step.id):
         return True
     numbered = re.match(r"^(\d+)_(.+)$", norm)
-    return (
-        bool(numbered)
-        and numbered.group(2) == step.name
-        and (step.number is None or int(numbered.group(1)) == step.number)
+    if numbered is None:
+        return False
+    return numbered.group(2) == step.name and (
+        step.number is None or int(numbered.group(1)) == step.number
     )
 
 
