@@ -1,0 +1,155 @@
+"""Packer: the only code in the runner that runs `packer`.
+
+Variables reach Packer through the environment (`PKR_VAR_name`), never argv, so a token or
+password is neither on a command line nor in `ps`. Output is streamed line by line with every
+known secret masked, and the same masked lines go to a log file the operator can open after a
+failure. The VMID of a build is read back from the `manifest` post-processor's file, matched on
+the run uuid Packer wrote there for this run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.runtime.errors import CommandFailed, ConfigError, ExternalError
+
+# The first Packer with `packer init` and `required_plugins`.
+INIT_VERSION = (1, 7, 0)
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
+@dataclass(frozen=True)
+class PackerVersion:
+    text: str
+
+    @property
+    def parts(self) -> tuple[int, int, int]:
+        found = _VERSION.search(self.text)
+        if not found:
+            return (0, 0, 0)
+        major, minor, patch = (int(x) for x in found.groups())
+        return (major, minor, patch)
+
+    @property
+    def has_init(self) -> bool:
+        return self.parts >= INIT_VERSION
+
+
+def packer_env(variables: dict[str, str], ca_bundle: str | None = None) -> dict[str, str]:
+    """The environment Packer gets on top of the resolved env: PKR_VAR_* and no phoning home."""
+    env = {f"PKR_VAR_{name}": value for name, value in variables.items()}
+    env["CHECKPOINT_DISABLE"] = "1"  # no version check against checkpoint.hashicorp.com
+    if ca_bundle:
+        # Go reads its trusted roots from SSL_CERT_FILE: Packer verifies PVE against that CA.
+        env["SSL_CERT_FILE"] = ca_bundle
+    return env
+
+
+def version(c) -> PackerVersion:
+    """`packer version`; ConfigError when Packer is not installed."""
+    result = c.run("packer version", hide=True, warn=True, env={"CHECKPOINT_DISABLE": "1"})
+    text = (result.stdout or "").strip()
+    if result.exited == 127 or not _VERSION.search(text):
+        raise ConfigError(
+            "packer is not installed (or `packer version` printed no version)",
+            hint="install Packer (Debian: apt-get install packer) and make sure it is on PATH",
+        )
+    return PackerVersion(text.splitlines()[0])
+
+
+class _Tee:
+    """Writes each (already masked) chunk to the terminal and to the log file."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self.log.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+
+def run(c, args: list[str], folder: Path, env: dict[str, str], log_path: Path, *, quiet=False):
+    """Run `packer ARGS` in `folder`, streaming masked output to the terminal and to `log_path`.
+
+    Returns Invoke's Result; never raises on a non-zero exit (the caller words the failure).
+    """
+    from tasks.runtime.context import MaskedStream
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = f"cd {shlex.quote(str(folder))} && packer " + " ".join(shlex.quote(a) for a in args)
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(f"$ packer {' '.join(args)}\n")
+        out = MaskedStream(_Tee(_Null() if quiet else sys.stdout, log))
+        err = MaskedStream(_Tee(_Null() if quiet else sys.stderr, log))
+        try:
+            return c.run(command, env=env, warn=True, out_stream=out, err_stream=err, echo=False)
+        finally:
+            out.finish()
+            err.finish()
+
+
+class _Null:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def check(result, what: str, log_path: Path, hint: str) -> None:
+    """Turn a failed Packer run into one clear error that says where the log is."""
+    if result.exited != 0:
+        raise CommandFailed(what, result.exited, f"Packer's output: {log_path}", hint=hint)
+
+
+# ------------------------------------------------------------------ the manifest post-processor
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest post-processor's file, or None when Packer has not written one."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExternalError(f"{path}: Packer's manifest is not readable JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ExternalError(f"{path}: Packer's manifest is not a JSON object")
+    return data
+
+
+def last_run_uuid(manifest: dict[str, Any] | None) -> str | None:
+    return str(manifest.get("last_run_uuid") or "") or None if manifest else None
+
+
+def builds_of_run(manifest: dict[str, Any], run_uuid: str) -> list[dict[str, Any]]:
+    """The builds the run `run_uuid` recorded (a manifest accumulates every earlier run too)."""
+    return [
+        b
+        for b in manifest.get("builds") or []
+        if isinstance(b, dict) and b.get("packer_run_uuid") == run_uuid
+    ]
+
+
+def vmid_of(build: dict[str, Any]) -> int | None:
+    """The Proxmox VMID a build produced: proxmox builders report it as the artifact id;
+    other builders (a `null` builder preparing a VM over SSH) put it in custom_data.vmid."""
+    candidates = [build.get("artifact_id"), (build.get("custom_data") or {}).get("vmid")]
+    for raw in candidates:
+        text = str(raw or "").strip()
+        # proxmox builders before 1.7 report "<vmid>", newer ones may report "<node>:<vmid>".
+        text = text.rsplit(":", 1)[-1]
+        if text.isdigit():
+            return int(text)
+    return None
