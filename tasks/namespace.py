@@ -8,11 +8,14 @@ from invoke import Collection
 def build_namespace() -> Collection:
     from tasks import clean, env, rehearse, up
     from tasks import l1  # L1 templates
+    from tasks import l0, l2  # Proxmox: runway and VMs
 
     ns = Collection()
     ns.add_task(clean.clean)
     ns.add_task(up.up)
     ns.add_task(rehearse.rehearse)
     ns.add_collection(Collection.from_module(env, name="env"))
+    ns.add_collection(Collection.from_module(l0, name="l0"))
     ns.add_collection(Collection.from_module(l1, name="l1"))
+    ns.add_collection(Collection.from_module(l2, name="l2"))
     return ns

@@ -23,7 +23,7 @@ from tasks.rehearsal import Act, Rehearsal
 
 START_TIMEOUT = 30
 # The template the bundled sample VMs clone until L1 has written a stable manifest.
-SAMPLE_TEMPLATE_VMID, SAMPLE_TEMPLATE_NAME = 9000, "debian-12-cloud"
+SAMPLE_TEMPLATE_VMID, SAMPLE_TEMPLATE_NAME = 9000, "debian12-k3s"
 
 
 def _fakepve_class():
@@ -194,7 +194,7 @@ def stage(rehearsal: Rehearsal) -> Iterator[list[Act]]:
         yield [
             Act("L0 runway: env, API, token privileges, node, storage, tools", ("l0.runway",)),
             Act("L2 plan: the sample VMs, nothing there yet", ("l2.plan",)),
-            Act("L2 apply: clone, configure, resize, start", ("l2.apply", "--yes")),
-            Act("L2 plan again: already as wanted", ("l2.plan", "--detailed-exitcode")),
+            Act("L2 apply: clone, configure, resize, start", ("l2.apply",)),
+            Act("L2 plan again: already as wanted", ("l2.plan",)),
             Act("plan the layer pipeline with Proxmox registered", ("up", "--dry-run")),
         ]
