@@ -1,0 +1,120 @@
+"""kubectl and flux: the only place the runner talks to the cluster (and to `kubectl kustomize`).
+
+Mutating calls are echoed; in a dry run they are only printed, while read-only calls still run so a
+dry run checks real state. Secret data goes to kubectl as a manifest on stdin, never on argv.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from tasks.runtime.errors import CommandFailed, ConfigError, ExternalError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tasks.runtime.context import HomelabContext
+
+
+class _WholeStream(io.StringIO):
+    """Invoke reads a non-terminal in_stream one byte per 10 ms poll; hand it everything at once."""
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read()
+
+
+class Kube:
+    def __init__(
+        self,
+        c: HomelabContext,
+        *,
+        dry_run: bool = False,
+        namespace: str = "flux-system",
+        env: dict[str, str] | None = None,
+    ):
+        self.c = c
+        self.dry_run = dry_run
+        self.namespace = namespace
+        self.env = dict(env or {})  # on top of the resolved env (e.g. a cluster's own KUBECONFIG)
+
+    def _run(
+        self,
+        tool: str,
+        args: tuple[str, ...],
+        *,
+        mutating: bool,
+        stdin: str | None = None,
+        check: bool = True,
+        quiet: bool = False,
+    ):
+        from tasks.runtime.console import say
+
+        command = shlex.join([tool, *args])
+        if mutating and self.dry_run:
+            say(f"would run: {command}" + (" (manifest on stdin)" if stdin is not None else ""))
+            return None
+        kwargs: dict[str, Any] = {"hide": True, "warn": True, "env": self.env}
+        if stdin is not None:
+            kwargs["in_stream"] = _WholeStream(stdin)
+        if mutating and not quiet:
+            say(f"$ {command}")
+        try:
+            result = self.c.run(command, **kwargs)
+        except CommandFailed:
+            raise
+        except OSError as exc:
+            raise ExternalError(
+                f"{tool}: cannot run: {exc}", hint=f"install {tool} or put it on PATH"
+            ) from None
+        if result.exited == 127:
+            raise ExternalError(f"{tool} is not installed or not on PATH", hint=f"install {tool}")
+        if check and result.failed:
+            tail = " | ".join((result.stderr or result.stdout or "").strip().splitlines()[-3:])
+            raise CommandFailed(command, result.exited, tail)
+        if mutating and not quiet and result.stdout.strip():
+            for line in result.stdout.strip().splitlines():
+                say(f"    {line}")
+        return result
+
+    def kubectl(
+        self, *args: str, mutating: bool = False, stdin: str | None = None, check: bool = True
+    ):
+        return self._run("kubectl", args, mutating=mutating, stdin=stdin, check=check)
+
+    def flux(self, *args: str, mutating: bool = False, check: bool = True):
+        return self._run("flux", args, mutating=mutating, check=check)
+
+    def get_json(self, *args: str) -> dict[str, Any]:
+        result = self.kubectl("get", *args, "-o", "json")
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            raise ExternalError(f"kubectl get {' '.join(args)}: output is not JSON") from None
+
+    def apply_manifest(self, manifest: dict[str, Any]) -> None:
+        """`kubectl apply -f -` with the manifest on stdin (how secrets reach the cluster)."""
+        self.kubectl("apply", "-f", "-", mutating=True, stdin=json.dumps(manifest))
+
+    def kustomize(self, folder: Path) -> str:
+        """`kubectl kustomize FOLDER`: render offline; a broken folder is a configuration error."""
+        result = self._run("kubectl", ("kustomize", str(folder)), mutating=False, check=False)
+        if result.failed:
+            raise ConfigError(
+                f"{self.c.project.rel(folder)}: kubectl kustomize failed: {_kubectl_error(result.stderr)}"
+            )
+        return result.stdout
+
+
+def _kubectl_error(stderr: str | None) -> str:
+    """The message inside kubectl's klog line (`E1123 ... "command failed" err="..."`)."""
+    import re
+
+    lines = (stderr or "").strip().splitlines()
+    if not lines:
+        return "no output"
+    found = re.search(r'err="(.*)"\s*$', lines[-1])
+    text = found.group(1) if found else lines[-1]
+    return text.replace('\\"', '"')

@@ -1,0 +1,91 @@
+"""Where the GitOps tree lives and what its fixed files are called, from inventory/runner.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tasks.runtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tasks.runtime.project import Project
+
+# The seed's contract names; runner.yaml `gitops.*` may override each of them.
+DEFAULTS = {
+    "branch": "main",
+    "remote": "origin",
+    "flux_namespace": "flux-system",
+    "platform_settings": "flux-system/sources/configmap-platform-settings.yaml",
+    "runtime_inputs_secret": "platform-runtime-inputs",
+    "runtime_inputs_path": "platform-services/runtime-inputs",
+}
+CERT_ISSUERS = {"staging": "letsencrypt-staging", "prod": "letsencrypt-prod"}
+
+
+@dataclass(frozen=True)
+class GitOpsSettings:
+    project: Project
+    root: Path  # the tree: clusters/, infrastructure/, platform-services/, tenants/
+    cluster: str
+    options: dict[str, str]
+
+    @classmethod
+    def load(cls, project: Project) -> GitOpsSettings:
+        raw = (project.settings or {}).get("gitops") or {}
+        where = project.rel(project.inventory / "runner.yaml")
+        for key in ("root", "cluster"):
+            if not raw.get(key):
+                raise ConfigError(
+                    f"{where}: gitops.{key} is not set",
+                    hint="set gitops.root (the Flux tree) and gitops.cluster (its folder under clusters/)",
+                )
+        root = (project.root / str(raw["root"])).resolve()
+        if not root.is_dir():
+            raise ConfigError(f"{where}: gitops.root {raw['root']!r} is not a folder")
+        options = {k: str(raw.get(k) or v) for k, v in DEFAULTS.items()}
+        return cls(project, root, str(raw["cluster"]), options)
+
+    def __getitem__(self, key: str) -> str:
+        return self.options[key]
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.root / "clusters" / self.cluster
+
+    @property
+    def platform_settings_file(self) -> Path:
+        return self.cluster_dir / self["platform_settings"]
+
+    @property
+    def tenants_file(self) -> Path:
+        return self.cluster_dir / "tenants.yaml"
+
+    @property
+    def modes_dir(self) -> Path:
+        return self.cluster_dir / "modes"
+
+    @property
+    def runtime_inputs_dir(self) -> Path:
+        return self.root / self["runtime_inputs_path"]
+
+    def rel(self, path: Path) -> str:
+        return self.project.rel(path)
+
+    @cached_property
+    def repo_root(self) -> Path:
+        """The Git repository holding the tree: Flux `path`s are relative to it."""
+        from tasks.adapters import git
+
+        return git.toplevel(self.root) or self.project.root
+
+    @property
+    def flux_root(self) -> str:
+        """The tree's root as Flux sees it (`./layers/gitops`, or `.` in a repo of its own)."""
+        rel = self.root.relative_to(self.repo_root).as_posix()
+        return "./" + rel if rel != "." else "."
+
+    def resolve_flux_path(self, flux_path: str) -> Path:
+        """A Flux Kustomization `spec.path`, as a local folder."""
+        return (self.repo_root / flux_path.lstrip("/")).resolve()
