@@ -1,0 +1,141 @@
+"""L3/L4 convergence: wait until the hosts accept SSH and cloud-init is done, then ansible-playbook."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from tasks.runtime.errors import ConfigError, ExternalError
+
+if TYPE_CHECKING:
+    from tasks.adapters.ssh import HostOutcome, SshSettings, SshTarget
+    from tasks.fleet.inventory import HostSpec
+
+# cloud-init's `status --wait` exits 0 when done and 2 when done with recoverable errors.
+CLOUD_INIT_WAIT = (
+    "command -v cloud-init >/dev/null 2>&1 || exit 0; "
+    "cloud-init status --wait >/dev/null 2>&1; s=$?; "
+    '[ "$s" -eq 0 ] || [ "$s" -eq 2 ] || { cloud-init status --long 2>&1 | tail -3; exit 1; }'
+)
+
+
+def wait_ready(
+    targets: list[SshTarget],
+    settings: SshSettings,
+    *,
+    wait: float,
+    parallel: int,
+    poll: float = 2.0,
+) -> dict[str, HostOutcome]:
+    """Retry unreachable hosts until `wait` seconds pass; refusals and failures are final."""
+    from tasks.adapters.ssh import run_everywhere
+
+    deadline = time.monotonic() + wait
+    pending = list(targets)
+    outcomes: dict[str, HostOutcome] = {}
+    while pending:
+        for outcome in run_everywhere(pending, settings, CLOUD_INIT_WAIT, parallel=parallel):
+            outcomes[outcome.host] = outcome
+        pending = [t for t in pending if outcomes[t.name].status == "unreachable"]
+        if not pending or time.monotonic() + poll > deadline:
+            break
+        time.sleep(poll)
+    for outcome in outcomes.values():
+        if outcome.status == "failed" and not outcome.detail.startswith("cloud-init"):
+            outcome.detail = f"cloud-init did not finish cleanly: {outcome.detail}".rstrip(": ")
+    return outcomes
+
+
+def converge(
+    c,
+    layer: str,
+    group: str,
+    *,
+    tags: str | None = None,
+    limit: str | None = None,
+    check: bool = False,
+    wait: float = 120.0,
+    parallel: int = 10,
+    dry_run: bool = False,
+) -> None:
+    """Converge `group` with `layers/<layer>/site.yml`; a per-host summary; non-zero on failures."""
+    import shlex
+
+    from tasks.fleet.ansible import parse_recap, playbook_argv, render
+    from tasks.fleet.inventory import load_inventory
+    from tasks.runtime.console import say, table
+
+    project = c.project
+    playbook = project.layers / layer / "site.yml"
+    if not playbook.exists():
+        raise ConfigError(f"{project.rel(playbook)}: the {layer} playbook is missing")
+    inv = load_inventory(project)
+    hosts: list[HostSpec] = inv.select(group, limit)
+    settings = inv.settings(project, c.env_layers)
+    mode = "check and diff mode" if check else "apply"
+    say(f"{layer}: {group} ({len(hosts)} host(s): {', '.join(h.name for h in hosts)}), {mode}")
+    if dry_run:
+        from tasks.fleet.ansible import Rendered
+
+        argv = playbook_argv(
+            Rendered(
+                project.work / "inventory" / "hosts.yml", project.work / "inventory" / "ansible.cfg"
+            ),
+            playbook,
+            [h.name for h in hosts],
+            tags=tags,
+            check=check,
+        )
+        say(f"would wait for SSH and cloud-init, then run: {shlex.join(argv)}")
+        say("dry run: nothing was executed")
+        return
+    rendered = render(project, inv, settings, forks=parallel)
+    targets = [inv.target(h) for h in hosts]
+    readiness = wait_ready(targets, settings, wait=wait, parallel=parallel)
+    ready = [h.name for h in hosts if readiness[h.name].ok]
+    rows: dict[str, list[object]] = {}
+    for name, outcome in readiness.items():
+        if not outcome.ok:
+            rows[name] = [name, outcome.status, "-", "-", "-", outcome.detail]
+    recap: dict[str, dict[str, int]] = {}
+    exited = 0
+    if ready:
+        argv = playbook_argv(rendered, playbook, ready, tags=tags, check=check)
+        result = c.run(
+            shlex.join(argv),
+            env={"ANSIBLE_CONFIG": str(rendered.config), "ANSIBLE_NOCOLOR": "1"},
+            warn=True,
+            pty=False,
+            in_stream=False,
+        )
+        exited = result.exited
+        recap = parse_recap(result.stdout)
+        for name in ready:
+            counts = recap.get(name)
+            if counts is None:
+                rows[name] = [name, "failed", "-", "-", "-", "no PLAY RECAP line (see above)"]
+                continue
+            status = (
+                "unreachable" if counts["unreachable"] else "failed" if counts["failed"] else "ok"
+            )
+            rows[name] = [name, status, counts["ok"], counts["changed"], counts["failed"], ""]
+    ordered = [rows[h.name] for h in hosts]
+    say("")
+    table(
+        ["HOST", "RESULT", "OK", "CHANGED", "FAILED", "DETAIL"],
+        ordered,
+        title=f"{layer} converge: {group}{' (check)' if check else ''}",
+    )
+    bad = [r for r in ordered if r[1] != "ok"]
+    if bad or exited:
+        names = ", ".join(f"{r[0]} ({r[1]})" for r in bad) or f"ansible-playbook exit {exited}"
+        raise ExternalError(
+            f"{layer} converge: {len(bad)} of {len(hosts)} host(s) did not converge: {names}",
+            hint="the table above and Ansible's output name the task that failed",
+        )
+    changed = sum(int(r[3]) for r in ordered if isinstance(r[3], int))
+    if changed == 0:
+        say(f"{layer}: every host already as wanted")
+    else:
+        verb = "would change" if check else "changed"
+        say(f"{layer}: {verb} {changed} thing(s) across {len(hosts)} host(s)")

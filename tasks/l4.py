@@ -1,0 +1,52 @@
+"""L4: host workloads (per-app Docker Compose apps by tag), converged with Ansible over SSH."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from tasks.runtime.pipeline import LayerStage, register_stage
+
+
+def _stage(sc) -> None:
+    from tasks.fleet.converge import converge
+
+    converge(
+        sc.c,
+        "l4",
+        sc.env.get("L4_GROUP") or "all",
+        tags=sc.env.get("L4_TAGS") or None,
+        wait=float(sc.env.get("L4_WAIT") or 120),
+    )
+
+
+register_stage(
+    LayerStage("l4", "converge", _stage, "converge L4_GROUP (default all) with layers/l4")
+)
+
+
+@task(
+    help={
+        "group": "a group or host from the inventory, `all`, or a comma-separated list",
+        "tags": "only these apps (Ansible tags, comma-separated), e.g. whoami",
+        "limit": "narrow the group further (hosts or groups, comma-separated)",
+        "check": "Ansible check and diff mode: report what would change, change nothing",
+        "wait": "seconds to wait for SSH and cloud-init before giving up on a host (default 120)",
+        "parallel": "hosts worked on at once (default 10)",
+        "dry_run": "print the hosts and the ansible-playbook command; connect to nothing",
+    }
+)
+def converge(c, group, tags=None, limit=None, check=False, wait=120.0, parallel=10, dry_run=False):
+    """Converge GROUP's host workloads with layers/l4 (one tag per app)."""
+    from tasks.fleet.converge import converge as run
+
+    run(
+        c,
+        "l4",
+        group,
+        tags=tags,
+        limit=limit,
+        check=check,
+        wait=float(wait),
+        parallel=int(parallel),
+        dry_run=dry_run,
+    )
