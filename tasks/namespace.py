@@ -7,6 +7,7 @@ from invoke import Collection
 
 def build_namespace() -> Collection:
     from tasks import clean, env, rehearse, up
+    from tasks import host, l3, l4  # the SSH side
     from tasks import l1  # L1 templates
     from tasks import l0, l2  # Proxmox: runway and VMs
     from tasks import app, cluster, flux, gitops, k8s, platform, render  # the GitOps side
@@ -23,5 +24,7 @@ def build_namespace() -> Collection:
     ns.add_task(render.configure)
     for module, name in ((cluster, "cluster"), (platform, "platform"), (app, "app"), (flux, "flux"),
                          (k8s, "k8s"), (gitops, "gitops")):
+        ns.add_collection(Collection.from_module(module, name=name))
+    for module, name in ((host, "host"), (l3, "l3"), (l4, "l4")):
         ns.add_collection(Collection.from_module(module, name=name))
     return ns
