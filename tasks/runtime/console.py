@@ -31,6 +31,7 @@ def table(
 ) -> None:
     """A table; rows are masked. Plain text when not a terminal, so nothing is wrapped or cut."""
     cells = [[mask("" if c is None else str(c)) for c in row] for row in rows]
+    title = mask(title) if title else title
     if color_enabled():
         from rich.console import Console
         from rich.table import Table
