@@ -59,6 +59,7 @@ def run_adhoc(
 
     inv = load_inventory(c.project)
     hosts = inv.select(pattern, limit)
+    settings = inv.settings(c.project, c.env_layers)  # resolves the env: secrets become known
     env = _secret_env(c, env_names)
     if MASKER.contains_secret(command):
         raise RefusedError(
@@ -72,7 +73,6 @@ def run_adhoc(
             say(f"with env from stdin: {', '.join(env)}")
         say("dry run: nothing was executed")
         return
-    settings = inv.settings(c.project, c.env_layers)
     outcomes = run_everywhere(
         [inv.target(h) for h in hosts],
         settings,
