@@ -98,36 +98,35 @@ def isos(c, template=None, dry_run=False, profile=None):
 
 
 @task(
+    positional=["name"],
     help={
-        "name": "the template (a folder under layers/l1/templates); default: every stale one",
+        "name": "the template: a folder under layers/l1/templates (`inv up` builds every stale one)",
         "force": "build even when the inputs match the stable artifact",
         "dry_run": "say what would be built and why; run nothing",
         "profile": PROFILE_HELP,
-    }
+    },
 )
-def build(c, name=None, force=False, dry_run=False, profile=None):
+def build(c, name, force=False, dry_run=False, profile=None):
     """Build a template with Packer when stale (or --force); write and promote its artifact."""
     from tasks.packer_templates.build import build_template
     from tasks.packer_templates.facts import read_vms
     from tasks.runtime.console import say
 
     l1 = _layer(c, profile)
-    specs = l1.selected(name)
-    vms = read_vms(l1.pve())
-    outcomes = [build_template(c, l1, spec, vms, force=force, dry_run=dry_run) for spec in specs]
+    spec = l1.template(name)
+    build_template(c, l1, spec, read_vms(l1.pve()), force=force, dry_run=dry_run)
     if dry_run:
         say("dry run: nothing was built")
-    elif len(specs) > 1:
-        say(f"built {outcomes.count('built')}, up to date {outcomes.count('skipped')}")
 
 
 @task(
+    positional=["name"],
     help={
         "name": "the template",
-        "artifact": "the artifact manifest to promote (file name; default: the newest)",
+        "artifact": "the artifact manifest to promote (its file name; default: the newest)",
         "dry_run": "say what would be promoted; change nothing",
         "profile": PROFILE_HELP,
-    }
+    },
 )
 def promote(c, name, artifact=None, dry_run=False, profile=None):
     """Point a template's stable manifest at an artifact (the newest by default)."""

@@ -60,7 +60,8 @@ def version(c) -> PackerVersion:
             "packer is not installed (or `packer version` printed no version)",
             hint="install Packer (Debian: apt-get install packer) and make sure it is on PATH",
         )
-    return PackerVersion(text.splitlines()[0])
+    found = _VERSION.search(text)
+    return PackerVersion(found.group(0) if found else text.splitlines()[0])
 
 
 class _Tee:

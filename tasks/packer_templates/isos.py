@@ -145,7 +145,7 @@ def _transfer(l1: L1Layer, action: IsoAction) -> None:
         pve.run_task(
             "POST",
             f"{base}/download-url",
-            timeout=TRANSFER_TIMEOUT,
+            task_timeout=TRANSFER_TIMEOUT,
             url=ref.url,
             filename=ref.filename,
             content="iso",
@@ -167,7 +167,7 @@ def _transfer(l1: L1Layer, action: IsoAction) -> None:
             pve.run_task(
                 "POST",
                 f"{base}/upload",
-                timeout=TRANSFER_TIMEOUT,
+                task_timeout=TRANSFER_TIMEOUT,
                 content="iso",
                 filename=fh,
                 **checksum,

@@ -1,0 +1,288 @@
+"""L1 specs: Packer HCL discovery and parsing, variables, ISO references, inputs and fingerprints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from helpers import base_env, run_inv
+
+from tasks.packer_templates import spec as specs
+from tasks.packer_templates.actions import input_staleness, plan_isos
+from tasks.packer_templates.artifacts import update_stable_wanted
+from tasks.packer_templates.fingerprint import compute
+from tasks.runtime.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "layers" / "l1" / "templates"
+
+# A real-world shaped proxmox-iso template: required_plugins, locals, a dynamic block, boot_iso,
+# nested post-processors, provisioners referencing scripts through ${path.root}.
+ISO_TEMPLATE = r"""
+packer {
+  required_plugins {
+    proxmox = {
+      version = ">= 1.1.8"
+      source  = "github.com/hashicorp/proxmox"
+    }
+  }
+}
+
+variable "proxmox_node" { type = string }
+variable "iso_storage" {
+  type    = string
+  default = "isos"
+}
+variable "ubuntu" {
+  type    = string
+  default = "24.04.1"
+}
+variable "api_token" {
+  type      = string
+  sensitive = true
+}
+
+locals {
+  iso   = "ubuntu-${var.ubuntu}-live-server-amd64.iso"
+  disks = [{ size = "32G", pool = "local-zfs" }]
+}
+
+source "proxmox-iso" "noble" {
+  node = var.proxmox_node
+  boot_iso {
+    iso_file         = "${var.iso_storage}:iso/${local.iso}"
+    iso_url          = "https://releases.ubuntu.com/${var.ubuntu}/${local.iso}"
+    iso_checksum     = "e240e4b801f7bb68c20d1356b60968ad0c33a41d00d828e74ceb3364a0317be9"
+    iso_storage_pool = var.iso_storage
+  }
+  additional_iso_files {
+    iso_url      = "./seed/cidata.iso"
+    iso_checksum = "none"
+  }
+  dynamic "disks" {
+    for_each = local.disks
+    content {
+      disk_size    = disks.value.size
+      storage_pool = disks.value.pool
+    }
+  }
+  http_directory = "http"
+}
+
+build {
+  sources = ["source.proxmox-iso.noble"]
+  provisioner "shell" {
+    scripts = ["${path.root}/scripts/a.sh", "scripts/b.sh"]
+  }
+  provisioner "shell" {
+    inline = ["cat ${path.root}/missing.txt"]
+    environment_vars = ["CFG=files/app.cfg"]
+  }
+  post-processors {
+    post-processor "manifest" {
+      output = "out/manifest.json"
+    }
+  }
+}
+"""
+
+
+def _write_template(root: Path, name: str = "noble") -> Path:
+    folder = root / "layers" / "l1" / "templates" / name
+    for rel, text in {
+        f"{name}.pkr.hcl": ISO_TEMPLATE,
+        "scripts/a.sh": "echo a\n",
+        "scripts/b.sh": "echo b\n",
+        "http/user-data": "#cloud-config\n",
+        "http/meta-data": "",
+        "files/app.cfg": "x=1\n",
+        "seed/cidata.iso": "ISO",
+        "README.md": "not an input\n",
+    }.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+    (root / "tasks.py").write_text("")
+    return folder
+
+
+def test_parses_a_real_world_proxmox_iso_template(tmp_path: Path) -> None:
+    folder = _write_template(tmp_path)
+    t = specs.load_template(folder, None)
+    assert t.name == "noble"
+    assert t.source_label == "proxmox-iso.noble"
+    assert set(t.plugins) == {"proxmox"}
+    assert t.manifest_output == "out/manifest.json"
+    assert t.variables["api_token"].sensitive and not t.variables["proxmox_node"].has_default
+    assert t.variables["iso_storage"].default == "isos"
+    assert t.locals["iso"] == "ubuntu-${var.ubuntu}-live-server-amd64.iso"
+    rels = sorted(str(p.relative_to(folder)) for p in t.references)
+    # scripts via ${path.root} and plainly, http_directory, an env-var word, the seed ISO;
+    # a README nothing mentions and a missing file are not inputs.
+    assert rels == ["files/app.cfg", "http", "scripts/a.sh", "scripts/b.sh", "seed/cidata.iso"]
+
+
+def test_iso_references_resolve_variables_and_locals(tmp_path: Path) -> None:
+    t = specs.load_template(_write_template(tmp_path), None)
+    boot, seed = specs.iso_refs(t, {"iso_storage": "nas"})
+    assert boot.volid("local") == "nas:iso/ubuntu-24.04.1-live-server-amd64.iso"
+    assert boot.url == "https://releases.ubuntu.com/24.04.1/ubuntu-24.04.1-live-server-amd64.iso"
+    assert (
+        boot.checksum == "sha256:e240e4b801f7bb68c20d1356b60968ad0c33a41d00d828e74ceb3364a0317be9"
+    )
+    assert seed.local_path == (t.folder / "seed" / "cidata.iso").resolve()
+    assert seed.volid("local") == "local:iso/cidata.iso" and seed.checksum is None
+
+
+def test_the_bundled_samples_parse() -> None:
+    settings = specs.load_settings(REPO / "layers" / "l1", None)
+    found = {t.name: t for t in specs.discover(settings, None)}
+    assert set(found) == {"debian12-base", "debian12-k3s"}
+    assert found["debian12-base"].builders == {"proxmox-iso"}
+    assert found["debian12-k3s"].builders == {"proxmox-clone"}
+    assert not found["debian12-k3s"].plugins  # runs on Packer 1.6.6
+    assert "proxmox_password" in settings.connection and "proxmox_node" in settings.placement
+
+
+def test_packer_variables_fill_declared_ones_and_name_what_is_missing(tmp_path: Path) -> None:
+    t = specs.load_template(_write_template(tmp_path), None)
+    settings = specs.L1Settings(
+        tmp_path, tmp_path, tmp_path,
+        connection={"api_token": "${PM_TOKEN_SECRET}", "not_declared": "${PVE_NODE}"},
+        placement={"proxmox_node": "${PVE_NODE}", "iso_storage": "${PVE_STORAGE_ISO}"},
+    )  # fmt: skip
+    env = {"PM_TOKEN_SECRET": "tok-1234", "PVE_NODE": "pve7"}
+    layers = SimpleNamespace(values=env, is_secret=lambda n: n == "PM_TOKEN_SECRET")
+    pv = specs.packer_variables(t, settings, layers)
+    assert pv.values == {"api_token": "tok-1234", "proxmox_node": "pve7"}
+    assert pv.placement == {"proxmox_node": "pve7"}  # secrets never reach the fingerprint
+    assert pv.secret_names == {"api_token"} and pv.missing == {}
+    pv = specs.packer_variables(t, settings, SimpleNamespace(values={}, is_secret=lambda n: False))
+    assert pv.missing == {"api_token": ["PM_TOKEN_SECRET"], "proxmox_node": ["PVE_NODE"]}
+
+
+def test_api_url_defaults_the_port() -> None:
+    assert specs.api_url({"PVE_ACCESS_HOST": "pve.lan"}) == "https://pve.lan:8006/api2/json"
+    assert (
+        specs.api_url({"PVE_ACCESS_HOST": "https://pve.lan:443/"})
+        == "https://pve.lan:443/api2/json"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("none", None),
+        ("SHA256:" + "AB" * 32, "sha256:" + "ab" * 32),
+        ("ab" * 32, "sha256:" + "ab" * 32),
+        ("md5:" + "0" * 32, "md5:" + "0" * 32),
+    ],
+)
+def test_checksum_forms(raw: str, expected: str | None) -> None:
+    assert specs.normalise_checksum(raw, "t") == expected
+
+
+@pytest.mark.parametrize("raw", ["file:https://x/SHA256SUMS", "sha256:abc", "sha256:zz" + "0" * 62])
+def test_bad_checksums_are_config_errors(raw: str) -> None:
+    with pytest.raises(ConfigError):
+        specs.normalise_checksum(raw, "t")
+
+
+def test_fingerprint_follows_inputs_only(tmp_path: Path) -> None:
+    folder = _write_template(tmp_path)
+    t = specs.load_template(folder, None)
+    first = compute(t, {"proxmox_node": "pve1"}, tmp_path)
+    (folder / "README.md").write_text("edited, still not an input\n")
+    (folder / "out").mkdir(exist_ok=True)
+    (folder / "out" / "manifest.json").write_text("{}")
+    assert compute(specs.load_template(folder, None), {"proxmox_node": "pve1"}, tmp_path) == first
+    (folder / "http" / "user-data").write_text("#cloud-config\npackages: [curl]\n")
+    second = compute(specs.load_template(folder, None), {"proxmox_node": "pve1"}, tmp_path)
+    assert second.value != first.value
+    stable = {"fingerprint": first.value, "inputs": first.inputs}
+    assert input_staleness(second, stable) == [
+        "inputs changed: changed layers/l1/templates/noble/http/user-data"
+    ]
+    moved = compute(specs.load_template(folder, None), {"proxmox_node": "pve2"}, tmp_path)
+    assert "changed var:proxmox_node" in input_staleness(moved, {**stable, "fingerprint": "x"})[0]
+
+
+def test_parse_cache_is_keyed_by_content(tmp_path: Path) -> None:
+    folder = _write_template(tmp_path)
+    cache = tmp_path / "cache"
+    cold = specs.load_template(folder, cache)
+    entries = list(cache.rglob("*.json"))
+    assert len(entries) == 1
+    assert specs.load_template(folder, cache).variables == cold.variables  # from the cache
+    hcl = folder / "noble.pkr.hcl"
+    hcl.write_text(hcl.read_text().replace('default = "isos"', 'default = "nas"'))
+    assert specs.load_template(folder, cache).variables["iso_storage"].default == "nas"
+    assert len(list(cache.rglob("*.json"))) == 2
+    entries[0].write_text("{not json")  # a damaged entry is ignored and rewritten
+    hcl.write_text(ISO_TEMPLATE)
+    assert specs.load_template(folder, cache).variables["iso_storage"].default == "isos"
+
+
+def test_update_stable_semantics() -> None:
+    assert update_stable_wanted(None) and update_stable_wanted("") and update_stable_wanted("yes")
+    assert update_stable_wanted(" YES ")
+    for other in ("no", "true", "1", "y", "never"):
+        assert not update_stable_wanted(other)
+
+
+def test_iso_plan_skips_matching_and_refuses_a_changed_checksum(tmp_path: Path) -> None:
+    t = specs.load_template(_write_template(tmp_path), None)
+    boot, seed = specs.iso_refs(t, {})
+    volid = boot.volid("local")
+    present = {"isos": {volid: {"volid": volid, "size": 10}}}
+    ledger = {volid: {"checksum": boot.checksum}}
+    plan = plan_isos([boot, seed], present, ledger, "local", {seed.volid("local"): 3})
+    assert [(a.volid, a.action) for a in plan] == [
+        (volid, "present"),
+        ("local:iso/cidata.iso", "upload"),
+    ]
+    plan = plan_isos([boot], present, {volid: {"checksum": "sha256:" + "0" * 64}}, "local")
+    assert plan[0].action == "conflict"
+    assert plan_isos([boot], {}, {}, "local")[0].action == "download"
+
+
+# ---------------------------------------------------------------- through the front door
+
+
+def _env() -> dict[str, str]:
+    return base_env(PVE_NODE="pve1", PVE_STORAGE_VM="local-lvm")
+
+
+def test_list_names_the_file_of_a_parse_error(sample_repo: Path) -> None:
+    bad = sample_repo / "layers" / "l1" / "templates" / "debian12-k3s" / "broken.pkr.hcl"
+    bad.write_text('source "null" "x" {\n  communicator = \n}\n')
+    result = run_inv(sample_repo, "l1.list", env=_env())
+    assert result.returncode == 2, result
+    assert "layers/l1/templates/debian12-k3s/broken.pkr.hcl:2" in result.stderr
+    assert "invalid HCL" in result.stderr and "Traceback" not in result.output
+
+
+def test_list_refuses_a_loose_template_file(sample_repo: Path) -> None:
+    (sample_repo / "layers" / "l1" / "templates" / "loose.pkr.hcl").write_text("")
+    result = run_inv(sample_repo, "l1.list", env=_env())
+    assert result.returncode == 2 and "its own folder" in result.stderr, result
+
+
+def test_list_reports_every_template_as_json(sample_repo: Path) -> None:
+    result = run_inv(sample_repo, "l1.list", "--json", env=_env())
+    assert result.returncode == 0, result
+    rows = {r["template"]: r for r in json.loads(result.stdout)}
+    assert rows["debian12-k3s"]["source"] == "proxmox-clone.k3s"
+    assert rows["debian12-base"]["reasons"] == ["no stable artifact"]
+    assert not rows["debian12-k3s"]["checked_on_proxmox"]
+
+
+def test_bad_layer_settings_are_reported_with_the_file(sample_repo: Path) -> None:
+    layer = sample_repo / "layers" / "l1" / "layer.yaml"
+    layer.write_text(layer.read_text() + "\n" + "extra:\n  packer: 1\n")
+    text = layer.read_text().replace("  connection:", "  connectoin:", 1)
+    layer.write_text(text)
+    result = run_inv(sample_repo, "l1.list", env=_env())
+    assert result.returncode == 2, result
+    assert "layer.yaml" in result.stderr and "connectoin" in result.stderr
