@@ -11,7 +11,11 @@ from pathlib import Path
 NAME = "debian12-k3s"
 
 CASES = {
-    "l1.list": [["l1.list"], ["l1.list", "--json"], ["l1.list", "--live", "--profile", "{profile}"]],
+    "l1.list": [
+        ["l1.list"],
+        ["l1.list", "--json"],
+        ["l1.list", "--live", "--profile", "{profile}"],
+    ],
     "l1.isos": [["l1.isos", "--dry-run"], ["l1.isos"], ["l1.isos", "--profile", "{profile}"]],
     "l1.build": [
         ["l1.build", NAME, "--dry-run"],
