@@ -81,15 +81,27 @@ def check_call(method: str, path: str, params: dict[str, Any]) -> list[str]:
     declared = (info.get("parameters") or {}).get("properties") or {}
     problems = []
     for name in sorted(params):
-        if name not in declared:
+        if _declared_as(name, declared) is None:
             problems.append(f"{method} {template}: parameter {name!r} is not declared")
     given = set(params) | set(path_params)
     for name, spec in sorted(declared.items()):
         if not spec.get("optional") and name not in given:
             problems.append(f"{method} {template}: required parameter {name!r} is missing")
+        if "[n]" in name:
+            continue  # numbered families (net[n], scsi[n]) are never required
         if name in params and "enum" in spec and str(params[name]) not in map(str, spec["enum"]):
             problems.append(f"{method} {template}: {name}={params[name]!r} not in {spec['enum']}")
     return problems
+
+
+def _declared_as(name: str, declared: dict[str, Any]) -> str | None:
+    """The schema's name for a parameter: itself, or its numbered family (`net0` -> `net[n]`)."""
+    if name in declared:
+        return name
+    family = re.fullmatch(r"([a-z]+)(\d+)", name)
+    if family and f"{family.group(1)}[n]" in declared:
+        return f"{family.group(1)}[n]"
+    return None
 
 
 def read_call_log(path: Path) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ class PveFixture:
 
     def env(self, **overrides: str) -> dict[str, str]:
         """A complete environment for `inv` reaching this fake."""
-        return base_env(**self.pve_env(), **overrides)
+        return base_env(**{**self.pve_env(), **overrides})
 
     def pve_env(self, **overrides: str) -> dict[str, str]:
         """Only the PVE variables (for in-process clients)."""

@@ -61,4 +61,6 @@ def test_checker_accepts_real_calls() -> None:
     )
     assert check_call("PUT", "/nodes/pve1/qemu/101/resize", {"disk": "scsi0", "size": "20G"}) == []
     assert check_call("GET", "/cluster/resources", {"type": "vm"}) == []
+    assert check_call("PUT", "/nodes/pve1/qemu/101/config", {"net0": "virtio,bridge=vmbr0"}) == []
+    assert check_call("PUT", "/nodes/pve1/qemu/101/config", {"nett0": "x"}) != []
     assert check_call("DELETE", "/nodes/pve1/qemu/101", {"purge": 1}) == []

@@ -199,7 +199,7 @@ def api_probes(inputs: RunwayInputs, client: Any) -> list[Probe]:
             try:
                 listed = {s.get("storage"): s for s in client.node_storages(node)}
             except PveApiError as exc:
-                return [_row_error(f"storage on {node}", exc)]
+                return [_row_error(f"storage: {node}", exc)]
             rows = []
             wanted = sorted(s for n, s in inputs.storages if n == node)
             checks = [(s, "images", "VM disks") for s in wanted]
