@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import io
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,13 @@ def unified_diff(old: str, new: str, name: str) -> str:
 def set_data_value(path: Path, key: str, value: str, where: str) -> tuple[str, str, str | None]:
     """Set `data.KEY` of the ConfigMap in `path`; return (old text, new text, old value).
 
-    ruamel.yaml round-trip keeps comments, key order and the original quote style, so the Git
-    diff is the one line that changed.
+    ruamel.yaml (round-trip) finds the value's exact line and column; only that scalar is replaced
+    in the text, in its original quote style, so comments, order, spacing and quoting elsewhere are
+    byte-for-byte kept and the Git diff is one line. The result is re-parsed to prove that only
+    that key changed.
     """
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
     try:
         old_text = path.read_text(encoding="utf-8")
@@ -35,10 +35,14 @@ def set_data_value(path: Path, key: str, value: str, where: str) -> tuple[str, s
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 4096
-    try:
-        doc = yaml.load(old_text)
-    except YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}".replace("\n", " ")) from None
+
+    def load(text: str) -> Any:
+        try:
+            return yaml.load(text)
+        except YAMLError as exc:
+            raise ConfigError(f"{where}: invalid YAML: {exc}".replace("\n", " ")) from None
+
+    doc = load(old_text)
     data: Any = doc.get("data") if hasattr(doc, "get") else None
     if not hasattr(data, "get") or key not in data:
         raise ConfigError(
@@ -47,15 +51,32 @@ def set_data_value(path: Path, key: str, value: str, where: str) -> tuple[str, s
     old_value = data[key]
     if str(old_value) == value:
         return old_text, old_text, str(old_value)
-    if isinstance(old_value, SingleQuotedScalarString):
-        data[key] = SingleQuotedScalarString(value)
-    elif isinstance(old_value, DoubleQuotedScalarString):
-        data[key] = DoubleQuotedScalarString(value)
+    line_no, col = data.lc.value(key)
+    lines = old_text.splitlines(keepends=True)
+    line = lines[line_no]
+    start = col
+    quote = line[start] if line[start] in "'\"" else ""
+    if quote:
+        end = line.index(quote, start + 1) + 1
     else:
-        data[key] = value
-    out = io.StringIO()
-    yaml.dump(doc, out)
-    return old_text, out.getvalue(), None if old_value is None else str(old_value)
+        rest = line[start:].rstrip("\r\n")
+        hash_at = rest.find(" #")
+        end = start + len((rest[:hash_at] if hash_at >= 0 else rest).rstrip())
+    if not quote and (not value or value[0] in "'\"&*!|>%@`#{[" or ": " in value or " #" in value):
+        quote = '"'  # a plain scalar that would not stay a plain string
+    token = f"{quote}{value}{quote}"
+    lines[line_no] = line[:start] + token + line[end:]
+    new_text = "".join(lines)
+    new_doc = load(new_text)
+    expected = dict(data)
+    expected[key] = value
+    if {k: str(v) for k, v in (new_doc.get("data") or {}).items()} != {
+        k: str(v) for k, v in expected.items()
+    }:
+        raise ConfigError(
+            f"{where}: could not change data.{key} without touching other keys; edit it by hand"
+        )
+    return old_text, new_text, None if old_value is None else str(old_value)
 
 
 def apply_local_edit(settings, path: Path, old: str, new: str, *, dry_run: bool, what: str) -> bool:
