@@ -29,3 +29,24 @@ def ssh_lab() -> Iterator[SshLab]:
         yield lab
     finally:
         lab.close()
+
+
+def fingerprint(public_key_line: str) -> str:
+    """OpenSSH's own SHA256 fingerprint of a public key line (`ssh-keygen -lf`)."""
+    import subprocess
+
+    proc = subprocess.run(
+        ["ssh-keygen", "-lf", "-"],
+        input=public_key_line,
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    return proc.stdout.split()[1]
+
+
+def only_in(lab: SshLab, name: str, command: str) -> str:
+    """A shell snippet that runs `command` only on host `name` (all hosts share one machine,
+    so the server address in $SSH_CONNECTION tells them apart)."""
+    host = lab.hosts[name]
+    return f'case "$SSH_CONNECTION" in *" {host.address} {host.port}") {command};; esac'

@@ -147,7 +147,12 @@ def _load_known_hosts(client: paramiko.SSHClient, settings: SshSettings) -> None
 
 def open_connection(target: SshTarget, settings: SshSettings) -> Connection:
     """A connected fabric Connection with host keys checked; raises SshFailure."""
-    gateway = open_connection(target.jump, settings) if target.jump else None
+    gateway = None
+    if target.jump is not None:
+        try:
+            gateway = open_connection(target.jump, settings)
+        except SshFailure as exc:
+            raise SshFailure(exc.status, f"{target.name}: via jump host {exc.message}") from None
     # The inventory is the source of truth: the operator's ~/.ssh/config is not consulted, so a
     # Host block there cannot silently redirect a homelab host or turn checking off.
     config = Config(overrides={"load_ssh_configs": False}, lazy=True)
@@ -199,6 +204,12 @@ def open_connection(target: SshTarget, settings: SshSettings) -> Connection:
             "unreachable",
             f"{target.name} ({target.where}): no answer within {settings.connect_timeout:g}s"
             f"{' (' + str(exc) + ')' if str(exc) else ''}",
+        ) from None
+    except paramiko.ssh_exception.NoValidConnectionsError:
+        close_connection(conn)
+        raise SshFailure(
+            "unreachable",
+            f"{target.name} ({target.where}): connection refused (is sshd running on that port?)",
         ) from None
     except (OSError, paramiko.SSHException, EOFError) as exc:
         close_connection(conn)
@@ -275,6 +286,8 @@ def run_command(
                 and not (channel.recv_stderr_ready())
             ):
                 break
+            if not transport.is_active() or (channel.closed and not channel.exit_status_ready()):
+                raise SshFailure("unreachable", "connection lost while the command ran")
             if deadline is not None and time.monotonic() > deadline:
                 channel.close()
                 raise SshFailure("failed", f"command timed out after {timeout:g}s")

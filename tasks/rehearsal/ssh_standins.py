@@ -137,6 +137,26 @@ class SshHost:
                 self.process.wait()
         self.process = None
 
+    def power_cut(self) -> None:
+        """Kill this sshd and every session it started (a crash, not a shutdown)."""
+        import signal
+
+        if self.process is None:
+            return
+        doomed = [self.process.pid]
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        for pid in doomed:
+            doomed += children.get(pid, [])
+        for pid in reversed(doomed):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

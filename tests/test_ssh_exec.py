@@ -1,0 +1,154 @@
+"""l3.exec fan-out against real sshd hosts: the result table, faults, and secrets off argv."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+from helpers import base_env, run_inv
+from sshd import only_in, ssh_lab  # noqa: F401  (fixture)
+
+from tasks.rehearsal.ssh_standins import SshLab
+
+
+def _rows(stdout: str, lab: SshLab) -> dict[str, list[str]]:
+    return {
+        line.split()[0]: line.split()
+        for line in stdout.splitlines()
+        if line.split() and line.split()[0] in lab.hosts
+    }
+
+
+def test_fan_out_reports_every_host(sample_repo: Path, ssh_lab: SshLab) -> None:
+    ssh_lab.write_inventory(
+        sample_repo, groups={"web": {"hosts": ["web1", "web2"]}, "db": {"hosts": ["db1"]}}
+    )
+    result = run_inv(sample_repo, "l3.exec", "id -un", "--hosts", "web", "--parallel", "2")
+    assert result.returncode == 0, result
+    rows = _rows(result.stdout, ssh_lab)
+    assert set(rows) == {"web1", "web2"}
+    assert all(r[1] == "ok" and r[2] == "0" for r in rows.values())
+    assert "[web1] homelab-test" in result.stdout
+
+
+def test_one_failing_host_of_many(sample_repo: Path, ssh_lab: SshLab) -> None:
+    ssh_lab.write_inventory(sample_repo)
+    command = only_in(ssh_lab, "web2", "echo disk full >&2; exit 3") + "; echo done"
+    result = run_inv(sample_repo, "l3.exec", command, "--hosts", "all")
+    assert result.returncode == 4, result
+    rows = _rows(result.stdout, ssh_lab)
+    assert rows["web2"][1:3] == ["failed", "3"] and "disk full" in " ".join(rows["web2"])
+    assert rows["web1"][1] == "ok" and rows["db1"][1] == "ok"
+    assert "1 of 3 host(s) failed: web2 (failed)" in result.stderr
+
+
+def test_host_down_is_unreachable_and_others_complete(sample_repo: Path, ssh_lab: SshLab) -> None:
+    ssh_lab.write_inventory(sample_repo)
+    ssh_lab.hosts["db1"].stop()
+    result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "all")
+    assert result.returncode == 4, result
+    rows = _rows(result.stdout, ssh_lab)
+    assert rows["db1"][1] == "unreachable"
+    assert rows["web1"][1] == rows["web2"][1] == "ok"
+    assert "connection refused" in result.stdout
+
+
+def test_host_going_down_mid_run(sample_repo: Path, ssh_lab: SshLab) -> None:
+    ssh_lab.write_inventory(sample_repo)
+    marker = ssh_lab.state / "db1-started"
+    # db1's command signals it has started; the test then kills db1's sshd and its sessions.
+    command = only_in(ssh_lab, "db1", f"touch {marker}; sleep 30") + "; echo fine"
+
+    def pull_the_plug() -> None:
+        import time
+
+        for _ in range(300):
+            if marker.exists():
+                break
+            time.sleep(0.05)
+        ssh_lab.hosts["db1"].power_cut()
+
+    killer = threading.Thread(target=pull_the_plug)
+    killer.start()
+    result = run_inv(sample_repo, "l3.exec", command, "--hosts", "db1,web1", "--timeout", "20")
+    killer.join()
+    assert result.returncode == 4, result
+    rows = _rows(result.stdout, ssh_lab)
+    assert rows["web1"][1] == "ok"
+    assert rows["db1"][1] in ("unreachable", "failed")
+    assert "Traceback" not in result.output
+
+
+def test_secret_reaches_the_command_but_no_argv_on_the_server(
+    sample_repo: Path, ssh_lab: SshLab
+) -> None:
+    ssh_lab.write_inventory(sample_repo)
+    secret = "exec-secret-" + os.urandom(6).hex()
+    out = ssh_lab.state / "proof"
+    command = (
+        f"sleep 1; ps -eww -o args > {out}.ps; "
+        f'printf %s "$HOMELAB_EXEC_TOKEN" | sha256sum > {out}.sum'
+    )
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def scan_processes() -> None:
+        # sshd runs on this machine: every server-side process's argv is readable here.
+        while not stop.is_set():
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    cmdline = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if secret.encode() in cmdline:
+                    seen.append(cmdline.decode(errors="replace"))
+
+    scanner = threading.Thread(target=scan_processes)
+    scanner.start()
+    try:
+        result = run_inv(
+            sample_repo,
+            "l3.exec",
+            command,
+            "--hosts",
+            "web1",
+            "--env",
+            "HOMELAB_EXEC_TOKEN",
+            env=base_env(HOMELAB_EXEC_TOKEN=secret),
+        )
+    finally:
+        stop.set()
+        scanner.join()
+    assert result.returncode == 0, result
+    assert seen == []
+    assert secret not in Path(f"{out}.ps").read_text()
+    assert Path(f"{out}.sum").read_text().split()[0] == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in result.output
+    leftovers = [p for p in Path("/tmp").glob("tmp.*") if p.owner() == ssh_lab.user]
+    assert leftovers == [], "the 0600 env file was not removed"
+
+
+def test_secret_on_the_command_line_is_refused(sample_repo: Path, ssh_lab: SshLab) -> None:
+    ssh_lab.write_inventory(sample_repo)
+    result = run_inv(
+        sample_repo,
+        "l3.exec",
+        "echo exec-secret-abcdef",
+        "--hosts",
+        "all",
+        env=base_env(HOMELAB_EXEC_TOKEN="exec-secret-abcdef"),
+    )
+    assert result.returncode == 3, result
+    assert "exec-secret-abcdef" not in result.output
+    assert "--env NAME" in result.output
+
+
+def test_dry_run_connects_to_nothing(sample_repo: Path, ssh_lab: SshLab) -> None:
+    ssh_lab.write_inventory(sample_repo)
+    for host in ssh_lab.hosts.values():
+        host.stop()
+    result = run_inv(sample_repo, "l3.exec", "reboot", "--hosts", "all", "--dry-run")
+    assert result.returncode == 0, result
+    assert "would run on 3 host(s) (web1, web2, db1)" in result.stdout
