@@ -9,6 +9,7 @@ changed; the fingerprint is the hash of that list.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,25 +45,23 @@ def _files_under(path: Path) -> list[Path]:
 
 def compute(spec: TemplateSpec, placement: dict[str, str], root: Path) -> Fingerprint:
     """The fingerprint of `spec`'s inputs; paths are named relative to the checkout `root`."""
-    root = root.resolve()
+    root_text = str(root.resolve())
     inputs: dict[str, str] = {}
-    manifest = spec.manifest_output
+    manifest = os.path.abspath(spec.folder / spec.manifest_output) if spec.manifest_output else ""
     for path in [*spec.files, *spec.var_files, *spec.references]:
         for file in _files_under(path):
-            if manifest and file.resolve() == (spec.folder / manifest).resolve():
+            absolute = os.path.abspath(file)
+            if absolute == manifest:
                 continue
-            inputs[_rel(file, root)] = _file_hash(file)
+            inputs[_rel(absolute, root_text)] = _file_hash(file)
     for name, value in sorted(placement.items()):
         inputs[f"var:{name}"] = hashlib.sha256(value.encode()).hexdigest()
     listing = "".join(f"{k}\0{v}\n" for k, v in sorted(inputs.items()))
     return Fingerprint("sha256:" + hashlib.sha256(listing.encode()).hexdigest(), inputs)
 
 
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root))
-    except ValueError:
-        return str(path)
+def _rel(path: str, root: str) -> str:
+    return path[len(root) + 1 :] if path.startswith(root + os.sep) else path
 
 
 def changes(recorded: dict[str, str], current: dict[str, str]) -> list[str]:

@@ -339,17 +339,28 @@ def referenced_paths(folder: Path, strings: list[str], own: set[Path]) -> list[P
     stripped), it names something that exists inside the checkout. Quoted arguments inside
     expressions (`file("cloud-init/user-data")`) and `NAME=path` words count as well.
     """
+    import os
+
     root = _checkout_root(folder)
-    found: dict[Path, None] = {}
+    # Only words whose first segment names an entry of the folder (or its parent) can be inputs:
+    # checking that against one listing spares a filesystem call for every word of every string.
+    entries = set(os.listdir(folder)) | {".."}
+    base = str(folder.resolve())
+    own_names = {str(p.resolve()) for p in own}
+    found: dict[str, None] = {}
     for text in strings:
         for candidate in _path_candidates(text):
-            path = (folder / candidate).resolve()
-            if path == folder.resolve() or path in own or not path.exists():
+            if candidate.split("/", 1)[0] not in entries:
                 continue
-            if root is not None and root not in path.parents:
+            path = os.path.normpath(os.path.join(base, candidate))
+            if path == base or path in own_names or path in found or not os.path.exists(path):
                 continue
             found[path] = None
-    return sorted(found)
+    # Symlinks are resolved only for the few paths found, to keep them inside the checkout.
+    resolved = {Path(p).resolve() if os.path.islink(p) else Path(p) for p in found}
+    if root is not None:
+        resolved = {p for p in resolved if root in p.parents}
+    return sorted(resolved)
 
 
 def _path_candidates(text: str) -> list[str]:
