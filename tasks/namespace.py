@@ -6,7 +6,7 @@ from invoke import Collection
 
 
 def build_namespace() -> Collection:
-    from tasks import clean, env, rehearse, up
+    from tasks import clean, env, rehearse, up  # noqa: I001  (grouped by area, one line each)
     from tasks import host, l3, l4  # the SSH side
     from tasks import l1  # L1 templates
     from tasks import l0, l2  # Proxmox: runway and VMs

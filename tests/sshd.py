@@ -21,10 +21,9 @@ def start_lab(names: list[str]) -> SshLab:
     return SshLab(names)
 
 
-@pytest.fixture
-def ssh_lab() -> Iterator[SshLab]:
-    """Three real sshd hosts: web1, web2, db1."""
-    lab = start_lab(["web1", "web2", "db1"])
+def lab_fixture(names: tuple[str, ...] = ("web1", "web2", "db1")) -> Iterator[SshLab]:
+    """Body of a test module's `lab` fixture: real sshd hosts, stopped afterwards."""
+    lab = start_lab(list(names))
     try:
         yield lab
     finally:

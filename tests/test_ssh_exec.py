@@ -5,12 +5,19 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from helpers import base_env, run_inv
-from sshd import only_in, ssh_lab  # noqa: F401  (fixture)
+from sshd import lab_fixture, only_in
 
 from tasks.rehearsal.ssh_standins import SshLab
+
+
+@pytest.fixture
+def lab() -> Iterator[SshLab]:
+    yield from lab_fixture()
 
 
 def _rows(stdout: str, lab: SshLab) -> dict[str, list[str]]:
@@ -21,45 +28,45 @@ def _rows(stdout: str, lab: SshLab) -> dict[str, list[str]]:
     }
 
 
-def test_fan_out_reports_every_host(sample_repo: Path, ssh_lab: SshLab) -> None:
-    ssh_lab.write_inventory(
+def test_fan_out_reports_every_host(sample_repo: Path, lab: SshLab) -> None:
+    lab.write_inventory(
         sample_repo, groups={"web": {"hosts": ["web1", "web2"]}, "db": {"hosts": ["db1"]}}
     )
     result = run_inv(sample_repo, "l3.exec", "id -un", "--hosts", "web", "--parallel", "2")
     assert result.returncode == 0, result
-    rows = _rows(result.stdout, ssh_lab)
+    rows = _rows(result.stdout, lab)
     assert set(rows) == {"web1", "web2"}
     assert all(r[1] == "ok" and r[2] == "0" for r in rows.values())
     assert "[web1] homelab-test" in result.stdout
 
 
-def test_one_failing_host_of_many(sample_repo: Path, ssh_lab: SshLab) -> None:
-    ssh_lab.write_inventory(sample_repo)
-    command = only_in(ssh_lab, "web2", "echo disk full >&2; exit 3") + "; echo done"
+def test_one_failing_host_of_many(sample_repo: Path, lab: SshLab) -> None:
+    lab.write_inventory(sample_repo)
+    command = only_in(lab, "web2", "echo disk full >&2; exit 3") + "; echo done"
     result = run_inv(sample_repo, "l3.exec", command, "--hosts", "all")
     assert result.returncode == 4, result
-    rows = _rows(result.stdout, ssh_lab)
+    rows = _rows(result.stdout, lab)
     assert rows["web2"][1:3] == ["failed", "3"] and "disk full" in " ".join(rows["web2"])
     assert rows["web1"][1] == "ok" and rows["db1"][1] == "ok"
     assert "1 of 3 host(s) failed: web2 (failed)" in result.stderr
 
 
-def test_host_down_is_unreachable_and_others_complete(sample_repo: Path, ssh_lab: SshLab) -> None:
-    ssh_lab.write_inventory(sample_repo)
-    ssh_lab.hosts["db1"].stop()
+def test_host_down_is_unreachable_and_others_complete(sample_repo: Path, lab: SshLab) -> None:
+    lab.write_inventory(sample_repo)
+    lab.hosts["db1"].stop()
     result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "all")
     assert result.returncode == 4, result
-    rows = _rows(result.stdout, ssh_lab)
+    rows = _rows(result.stdout, lab)
     assert rows["db1"][1] == "unreachable"
     assert rows["web1"][1] == rows["web2"][1] == "ok"
     assert "connection refused" in result.stdout
 
 
-def test_host_going_down_mid_run(sample_repo: Path, ssh_lab: SshLab) -> None:
-    ssh_lab.write_inventory(sample_repo)
-    marker = ssh_lab.state / "db1-started"
+def test_host_going_down_mid_run(sample_repo: Path, lab: SshLab) -> None:
+    lab.write_inventory(sample_repo)
+    marker = lab.state / "db1-started"
     # db1's command signals it has started; the test then kills db1's sshd and its sessions.
-    command = only_in(ssh_lab, "db1", f"touch {marker}; sleep 30") + "; echo fine"
+    command = only_in(lab, "db1", f"touch {marker}; sleep 30") + "; echo fine"
 
     def pull_the_plug() -> None:
         import time
@@ -68,25 +75,25 @@ def test_host_going_down_mid_run(sample_repo: Path, ssh_lab: SshLab) -> None:
             if marker.exists():
                 break
             time.sleep(0.05)
-        ssh_lab.hosts["db1"].power_cut()
+        lab.hosts["db1"].power_cut()
 
     killer = threading.Thread(target=pull_the_plug)
     killer.start()
     result = run_inv(sample_repo, "l3.exec", command, "--hosts", "db1,web1", "--timeout", "20")
     killer.join()
     assert result.returncode == 4, result
-    rows = _rows(result.stdout, ssh_lab)
+    rows = _rows(result.stdout, lab)
     assert rows["web1"][1] == "ok"
     assert rows["db1"][1] in ("unreachable", "failed")
     assert "Traceback" not in result.output
 
 
 def test_secret_reaches_the_command_but_no_argv_on_the_server(
-    sample_repo: Path, ssh_lab: SshLab
+    sample_repo: Path, lab: SshLab
 ) -> None:
-    ssh_lab.write_inventory(sample_repo)
+    lab.write_inventory(sample_repo)
     secret = "exec-secret-" + os.urandom(6).hex()
-    out = ssh_lab.state / "proof"
+    out = lab.state / "proof"
     command = (
         f"sleep 1; ps -eww -o args > {out}.ps; "
         f'printf %s "$HOMELAB_EXEC_TOKEN" | sha256sum > {out}.sum'
@@ -126,12 +133,12 @@ def test_secret_reaches_the_command_but_no_argv_on_the_server(
     assert secret not in Path(f"{out}.ps").read_text()
     assert Path(f"{out}.sum").read_text().split()[0] == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in result.output
-    leftovers = [p for p in Path("/tmp").glob("tmp.*") if p.owner() == ssh_lab.user]
+    leftovers = [p for p in Path("/tmp").glob("tmp.*") if p.owner() == lab.user]
     assert leftovers == [], "the 0600 env file was not removed"
 
 
-def test_secret_on_the_command_line_is_refused(sample_repo: Path, ssh_lab: SshLab) -> None:
-    ssh_lab.write_inventory(sample_repo)
+def test_secret_on_the_command_line_is_refused(sample_repo: Path, lab: SshLab) -> None:
+    lab.write_inventory(sample_repo)
     result = run_inv(
         sample_repo,
         "l3.exec",
@@ -145,9 +152,9 @@ def test_secret_on_the_command_line_is_refused(sample_repo: Path, ssh_lab: SshLa
     assert "--env NAME" in result.output
 
 
-def test_dry_run_connects_to_nothing(sample_repo: Path, ssh_lab: SshLab) -> None:
-    ssh_lab.write_inventory(sample_repo)
-    for host in ssh_lab.hosts.values():
+def test_dry_run_connects_to_nothing(sample_repo: Path, lab: SshLab) -> None:
+    lab.write_inventory(sample_repo)
+    for host in lab.hosts.values():
         host.stop()
     result = run_inv(sample_repo, "l3.exec", "reboot", "--hosts", "all", "--dry-run")
     assert result.returncode == 0, result

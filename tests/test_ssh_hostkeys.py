@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from helpers import base_env, run_inv
-from sshd import fingerprint, ssh_lab  # noqa: F401  (fixture)
+from sshd import fingerprint, lab_fixture
 
 from tasks.rehearsal.ssh_standins import SshLab
 
 
+@pytest.fixture
+def lab() -> Iterator[SshLab]:
+    yield from lab_fixture()
+
+
 def test_unknown_host_is_refused_naming_host_and_fingerprint(
-    sample_repo: Path, ssh_lab: SshLab
+    sample_repo: Path, lab: SshLab
 ) -> None:
-    ssh_lab.write_inventory(sample_repo, pinned=False)
+    lab.write_inventory(sample_repo, pinned=False)
     result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "web1")
     assert result.returncode == 4, result
     assert "unknown host key for web1" in result.output
-    assert fingerprint(ssh_lab.hosts["web1"].host_key_pub) in result.output
+    assert fingerprint(lab.hosts["web1"].host_key_pub) in result.output
     assert "refused" in result.stdout
     assert (sample_repo / "inventory/ssh/known_hosts").read_text() == ""
 
 
-def test_changed_host_key_is_refused(sample_repo: Path, ssh_lab: SshLab) -> None:
-    ssh_lab.write_inventory(sample_repo)
+def test_changed_host_key_is_refused(sample_repo: Path, lab: SshLab) -> None:
+    lab.write_inventory(sample_repo)
     known = sample_repo / "inventory/ssh/known_hosts"
-    web1, db1 = ssh_lab.hosts["web1"], ssh_lab.hosts["db1"]
+    web1, db1 = lab.hosts["web1"], lab.hosts["db1"]
     # web1's line now carries db1's key: what a rebuilt host (or a man in the middle) looks like.
     known.write_text(
         known.read_text().replace(web1.host_key_pub.split()[1], db1.host_key_pub.split()[1])
@@ -38,24 +45,24 @@ def test_changed_host_key_is_refused(sample_repo: Path, ssh_lab: SshLab) -> None
     rows = {
         line.split()[0]: line.split()[1]
         for line in result.stdout.splitlines()
-        if line.split() and line.split()[0] in ssh_lab.hosts
+        if line.split() and line.split()[0] in lab.hosts
     }
     assert rows == {"web1": "refused", "web2": "ok", "db1": "ok"}
 
 
-def test_accept_new_records_then_pins(sample_repo: Path, ssh_lab: SshLab) -> None:
-    ssh_lab.write_inventory(sample_repo, pinned=False)
+def test_accept_new_records_then_pins(sample_repo: Path, lab: SshLab) -> None:
+    lab.write_inventory(sample_repo, pinned=False)
     env = base_env(SSH_HOST_KEY_CHECKING="accept-new")
     first = run_inv(sample_repo, "l3.exec", "true", "--hosts", "all", env=env)
     assert first.returncode == 0, first
     known = (sample_repo / "inventory/ssh/known_hosts").read_text()
-    for host in ssh_lab.hosts.values():
+    for host in lab.hosts.values():
         assert host.known_hosts_line in known
     # Strict mode now trusts the recorded keys.
     assert run_inv(sample_repo, "l3.exec", "true", "--hosts", "all").returncode == 0
 
     # web1 comes back with a new host key: accept-new never accepts a changed key.
-    web1 = ssh_lab.hosts["web1"]
+    web1 = lab.hosts["web1"]
     web1.stop()
     key = web1.config.parent / "ssh_host_ed25519_key"
     key.unlink()
@@ -69,11 +76,11 @@ def test_accept_new_records_then_pins(sample_repo: Path, ssh_lab: SshLab) -> Non
 
 
 def test_wrong_key_fails_authentication_clearly(
-    sample_repo: Path, ssh_lab: SshLab, tmp_path: Path
+    sample_repo: Path, lab: SshLab, tmp_path: Path
 ) -> None:
     import yaml
 
-    ssh_lab.write_inventory(sample_repo)
+    lab.write_inventory(sample_repo)
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     path = sample_repo / "inventory/hosts.yaml"
@@ -86,11 +93,11 @@ def test_wrong_key_fails_authentication_clearly(
     assert "Traceback" not in result.output
 
 
-def test_jump_host_for_exec_and_ansible(sample_repo: Path, ssh_lab: SshLab) -> None:
+def test_jump_host_for_exec_and_ansible(sample_repo: Path, lab: SshLab) -> None:
     import yaml
 
-    bastion = ssh_lab.add("bastion")
-    ssh_lab.write_inventory(sample_repo)
+    bastion = lab.add("bastion")
+    lab.write_inventory(sample_repo)
     path = sample_repo / "inventory/hosts.yaml"
     doc = yaml.safe_load(path.read_text())
     doc["hosts"]["db1"]["jump"] = "bastion"
@@ -98,11 +105,11 @@ def test_jump_host_for_exec_and_ansible(sample_repo: Path, ssh_lab: SshLab) -> N
     result = run_inv(sample_repo, "l3.exec", 'echo "$SSH_CONNECTION"', "--hosts", "db1")
     assert result.returncode == 0, result
     # The session reached db1 from the bastion's side (a forwarded connection), not directly.
-    db1 = ssh_lab.hosts["db1"]
+    db1 = lab.hosts["db1"]
     assert f"{db1.address} {db1.port}" in result.stdout
     converge = run_inv(sample_repo, "l3.converge", "db1", "--tags", "sysctl")
     assert converge.returncode == 0, converge
-    assert (ssh_lab.state / "db1/etc/sysctl.d/90-homelab.conf").exists()
+    assert (lab.state / "db1/etc/sysctl.d/90-homelab.conf").exists()
     # Proof the path goes through the bastion: without it, db1 (still up) is unreachable.
     bastion.stop()
     assert db1.running
