@@ -10,6 +10,7 @@ from tasks.runtime.pipeline import LayerStage, register_stage
 def run_runway(c, *, profile=None, serial=False, as_json=False) -> None:
     """The whole runway: gather inputs, run the probes, print, raise if a required check failed."""
     import json
+    import time
 
     from tasks.runtime.config import load_layer_manifests
     from tasks.runtime.console import say, table
@@ -56,7 +57,9 @@ def run_runway(c, *, profile=None, serial=False, as_json=False) -> None:
         pass  # the env rows above say what is wrong
     if client is not None:
         probes += api_probes(inputs, client)
+    started = time.perf_counter()
     rows = run_probes(probes, serial=serial)
+    wall = time.perf_counter() - started
     if client is None:
         from tasks.runway.checks import SKIP, Row
 
@@ -67,6 +70,7 @@ def run_runway(c, *, profile=None, serial=False, as_json=False) -> None:
             json.dumps(
                 {
                     "ok": not failed,
+                    "seconds": round(wall, 3),
                     "checks": [vars(r) | {"seconds": round(r.seconds, 3)} for r in rows],
                 },
                 indent=2,

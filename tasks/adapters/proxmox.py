@@ -273,6 +273,9 @@ class ProxmoxClient:
     """
 
     def __init__(self, settings: PveSettings):
+        # Imported here, once, so threads that share the client do not queue on the import lock.
+        import proxmoxer  # noqa: F401
+
         self.settings = settings
         self._local = threading.local()
         self._count_lock = threading.Lock()
