@@ -48,6 +48,11 @@ class HomelabExecutor(Executor):
             raise Exit(mask(exc.message) if exc.message else None, code=exc.code) from None
         except (ParseError, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader went away (`inv ... | head`): stop quietly, as Unix tools do.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise Exit(code=141) from None
         except Exception as exc:
             self._traceback()
             detail = mask(str(exc)) or "(no message)"
