@@ -23,8 +23,10 @@ class RebootResult:
 
 def reboot_command(custom: str | None) -> str:
     """Detach the reboot so the session returns before the host goes down."""
+    import shlex
+
     command = custom or DEFAULT_REBOOT_COMMAND
-    return f"nohup sh -c 'sleep 1; {command}' >/dev/null 2>&1 &"
+    return f"nohup sh -c {shlex.quote('sleep 1; ' + command)} >/dev/null 2>&1 &"
 
 
 def _boot_id(target: SshTarget, settings: SshSettings) -> str:
