@@ -24,6 +24,15 @@ else
   echo "setup: not a Debian machine; install git, openssh, packer and kubectl yourself" >&2
 fi
 
+# The SSH tests and the rehearsal run real sshd hosts that log in as an unprivileged user:
+# sshd needs its privilege-separation dir; '*' unlocks the user for key logins only.
+if [ "$(id -u)" -eq 0 ] && [ -x /usr/sbin/sshd ]; then
+  mkdir -p /run/sshd
+  ssh_test_user=${HOMELAB_SSH_TEST_USER:-homelab-test}
+  id "$ssh_test_user" >/dev/null 2>&1 || useradd -m -s /bin/sh "$ssh_test_user"
+  usermod -p '*' "$ssh_test_user"
+fi
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 
