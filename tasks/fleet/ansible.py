@@ -136,6 +136,25 @@ def render(project: Project, inv: Inventory, settings: SshSettings, forks: int =
     return Rendered(inventory_path, config_path)
 
 
+def ansible_playbook() -> str:
+    """ansible-playbook from the runner's own virtualenv first (`.venv/bin/inv` runs without
+    the venv on PATH), then PATH."""
+    import shutil
+    import sys
+
+    from tasks.runtime.errors import ConfigError
+
+    beside = Path(sys.executable).with_name("ansible-playbook")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("ansible-playbook")
+    if found is None:
+        raise ConfigError(
+            "ansible-playbook not found", hint="run `bash setup.sh` (ansible-core is a dependency)"
+        )
+    return found
+
+
 def playbook_argv(
     rendered: Rendered,
     playbook: Path,
@@ -145,7 +164,7 @@ def playbook_argv(
     check: bool = False,
 ) -> list[str]:
     argv = [
-        "ansible-playbook",
+        ansible_playbook(),
         "-i",
         str(rendered.inventory),
         str(playbook),
