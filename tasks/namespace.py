@@ -22,9 +22,8 @@ def build_namespace() -> Collection:
     ns.add_collection(Collection.from_module(l2, name="l2"))
     ns.add_task(render.init)
     ns.add_task(render.configure)
-    for module, name in ((cluster, "cluster"), (platform, "platform"), (app, "app"), (flux, "flux"),
-                         (k8s, "k8s"), (gitops, "gitops")):
-        ns.add_collection(Collection.from_module(module, name=name))
+    for module in (cluster, platform, app, flux, k8s, gitops):
+        ns.add_collection(Collection.from_module(module, name=module.__name__.rsplit(".", 1)[-1]))
     for module, name in ((host, "host"), (l3, "l3"), (l4, "l4")):
         ns.add_collection(Collection.from_module(module, name=name))
     return ns

@@ -17,62 +17,69 @@ def unified_diff(old: str, new: str, name: str) -> str:
     )
 
 
+def _safe_load(text: str, where: str) -> Any:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def _data(doc: Any, key: str, where: str) -> dict[str, Any]:
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict) or key not in data:
+        raise ConfigError(
+            f"{where}: no data.{key} in this ConfigMap", hint=f"add `{key}:` under data:"
+        )
+    return data
+
+
 def set_data_value(path: Path, key: str, value: str, where: str) -> tuple[str, str, str | None]:
     """Set `data.KEY` of the ConfigMap in `path`; return (old text, new text, old value).
 
     ruamel.yaml (round-trip) finds the value's exact line and column; only that scalar is replaced
     in the text, in its original quote style, so comments, order, spacing and quoting elsewhere are
     byte-for-byte kept and the Git diff is one line. The result is re-parsed to prove that only
-    that key changed.
+    that key changed. (PyYAML's C loader does the quick reads: "already set?" and the proof.)
     """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
     try:
         old_text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{where}: file not found") from None
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-
-    def load(text: str) -> Any:
-        try:
-            return yaml.load(text)
-        except YAMLError as exc:
-            raise ConfigError(f"{where}: invalid YAML: {exc}".replace("\n", " ")) from None
-
-    doc = load(old_text)
-    data: Any = doc.get("data") if hasattr(doc, "get") else None
-    if not hasattr(data, "get") or key not in data:
-        raise ConfigError(
-            f"{where}: no data.{key} in this ConfigMap", hint=f"add `{key}:` under data:"
-        )
+    data = _data(_safe_load(old_text, where), key, where)
     old_value = data[key]
     if str(old_value) == value:
         return old_text, old_text, str(old_value)
-    line_no, col = data.lc.value(key)
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    try:
+        line_no, col = yaml.load(old_text)["data"].lc.value(key)
+    except (YAMLError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{where}: cannot locate data.{key}: {exc}".replace("\n", " ")) from None
     lines = old_text.splitlines(keepends=True)
     line = lines[line_no]
-    start = col
-    quote = line[start] if line[start] in "'\"" else ""
+    quote = line[col] if line[col] in "'\"" else ""
     if quote:
-        end = line.index(quote, start + 1) + 1
+        end = line.index(quote, col + 1) + 1
     else:
-        rest = line[start:].rstrip("\r\n")
+        rest = line[col:].rstrip("\r\n")
         hash_at = rest.find(" #")
-        end = start + len((rest[:hash_at] if hash_at >= 0 else rest).rstrip())
+        end = col + len((rest[:hash_at] if hash_at >= 0 else rest).rstrip())
     if not quote and (not value or value[0] in "'\"&*!|>%@`#{[" or ": " in value or " #" in value):
         quote = '"'  # a plain scalar that would not stay a plain string
-    token = f"{quote}{value}{quote}"
-    lines[line_no] = line[:start] + token + line[end:]
+    lines[line_no] = f"{line[:col]}{quote}{value}{quote}{line[end:]}"
     new_text = "".join(lines)
-    new_doc = load(new_text)
-    expected = dict(data)
-    expected[key] = value
-    if {k: str(v) for k, v in (new_doc.get("data") or {}).items()} != {
-        k: str(v) for k, v in expected.items()
-    }:
+    expected = {**data, key: value}
+    if _data(_safe_load(new_text, where), key, where) != expected:
         raise ConfigError(
             f"{where}: could not change data.{key} without touching other keys; edit it by hand"
         )

@@ -33,7 +33,7 @@ class GitOpsSettings:
 
     @classmethod
     def load(cls, project: Project) -> GitOpsSettings:
-        raw = (project.settings or {}).get("gitops") or {}
+        raw = _gitops_section(project)
         where = project.rel(project.inventory / "runner.yaml")
         for key in ("root", "cluster"):
             if not raw.get(key):
@@ -89,3 +89,32 @@ class GitOpsSettings:
     def resolve_flux_path(self, flux_path: str) -> Path:
         """A Flux Kustomization `spec.path`, as a local folder."""
         return (self.repo_root / flux_path.lstrip("/")).resolve()
+
+
+def _gitops_section(project: Project) -> dict[str, object]:
+    """runner.yaml's `gitops:` mapping, checked by hand.
+
+    Not through project.settings: its JSON Schema check imports jsonschema (~65 ms), a third of a
+    mode target's whole run, and this section is a handful of strings.
+    """
+    import yaml
+
+    path = project.inventory / "runner.yaml"
+    where = project.rel(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: runner settings not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    section = data.get("gitops") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"{where}: no `gitops:` mapping", hint="add gitops.root and gitops.cluster"
+        )
+    for key, value in section.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: gitops.{key} must be a string, not {type(value).__name__}")
+    return section
