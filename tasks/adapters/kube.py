@@ -99,13 +99,24 @@ class Kube:
         self.kubectl("apply", "-f", "-", mutating=True, stdin=json.dumps(manifest))
 
     def kustomize(self, folder: Path) -> str:
-        """`kubectl kustomize FOLDER`: render offline; a broken folder is a configuration error."""
+        """`kubectl kustomize FOLDER`: render offline; a broken folder is a configuration error.
+
+        Renders are kept for the rest of the process: one `inv` run never changes the tree, and an
+        orchestrator's steps render the same folders several times.
+        """
+        key = str(folder.resolve())
+        if key in _RENDERED:
+            return _RENDERED[key]
         result = self._run("kubectl", ("kustomize", str(folder)), mutating=False, check=False)
         if result.failed:
             raise ConfigError(
                 f"{self.c.project.rel(folder)}: kubectl kustomize failed: {_kubectl_error(result.stderr)}"
             )
+        _RENDERED[key] = result.stdout
         return result.stdout
+
+
+_RENDERED: dict[str, str] = {}
 
 
 def _kubectl_error(stderr: str | None) -> str:
