@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from invoke import task
 
+from tasks.fleet.converge import CONVERGE_HELP, HOSTS_HELP
 from tasks.runtime.pipeline import LayerStage, register_stage
-
-HOSTS_HELP = "a group or host from the inventory, `all`, or a comma-separated list"
 
 
 def _stage(sc) -> None:
@@ -20,18 +19,8 @@ register_stage(
 )
 
 
-@task(
-    help={
-        "group": HOSTS_HELP,
-        "tags": "only run playbook tasks with these Ansible tags (comma-separated)",
-        "limit": "narrow the group further (hosts or groups, comma-separated)",
-        "check": "Ansible check and diff mode: report what would change, change nothing",
-        "wait": "seconds to wait for SSH and cloud-init before giving up on a host (default 120)",
-        "parallel": "hosts worked on at once (default 10)",
-        "dry_run": "print the hosts and the ansible-playbook command; connect to nothing",
-    }
-)
-def converge(c, group, tags=None, limit=None, check=False, wait=120.0, parallel=10, dry_run=False):
+@task(help=CONVERGE_HELP)
+def converge(c, group, tags=None, limit=None, check=False, wait=120, parallel=10, dry_run=False):
     """Converge GROUP's OS with layers/l3 (Ansible over SSH, strict host keys)."""
     from tasks.fleet.converge import converge as run
 
@@ -60,7 +49,7 @@ def converge(c, group, tags=None, limit=None, check=False, wait=120.0, parallel=
         "dry_run": "print the hosts and the command; connect to nothing",
     },
 )
-def exec_(c, command, hosts="all", limit=None, parallel=10, env=None, timeout=300.0, dry_run=False):
+def exec_(c, command, hosts="all", limit=None, parallel=10, env=None, timeout=300, dry_run=False):
     """Run COMMAND on hosts in parallel; a per-host result table; non-zero if any failed."""
     from tasks.fleet.adhoc import run_adhoc
 
@@ -85,7 +74,7 @@ def exec_(c, command, hosts="all", limit=None, parallel=10, env=None, timeout=30
         "timeout": "seconds each host may take to come back (default 600)",
     }
 )
-def reboot(c, group, apply=False, yes=False, limit=None, timeout=600.0):
+def reboot(c, group, apply=False, yes=False, limit=None, timeout=600):
     """Reboot GROUP one host at a time, waiting for each; a dry run unless --apply."""
     from tasks.fleet.adhoc import rolling_reboot
 

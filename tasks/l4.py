@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from invoke import task
 
+from tasks.fleet.converge import CONVERGE_HELP
 from tasks.runtime.pipeline import LayerStage, register_stage
 
 
@@ -25,17 +26,9 @@ register_stage(
 
 
 @task(
-    help={
-        "group": "a group or host from the inventory, `all`, or a comma-separated list",
-        "tags": "only these apps (Ansible tags, comma-separated), e.g. whoami",
-        "limit": "narrow the group further (hosts or groups, comma-separated)",
-        "check": "Ansible check and diff mode: report what would change, change nothing",
-        "wait": "seconds to wait for SSH and cloud-init before giving up on a host (default 120)",
-        "parallel": "hosts worked on at once (default 10)",
-        "dry_run": "print the hosts and the ansible-playbook command; connect to nothing",
-    }
+    help={**CONVERGE_HELP, "tags": "only these apps (Ansible tags, comma-separated), e.g. whoami"}
 )
-def converge(c, group, tags=None, limit=None, check=False, wait=120.0, parallel=10, dry_run=False):
+def converge(c, group, tags=None, limit=None, check=False, wait=120, parallel=10, dry_run=False):
     """Converge GROUP's host workloads with layers/l4 (one tag per app)."""
     from tasks.fleet.converge import converge as run
 

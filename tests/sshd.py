@@ -49,3 +49,12 @@ def only_in(lab: SshLab, name: str, command: str) -> str:
     so the server address in $SSH_CONNECTION tells them apart)."""
     host = lab.hosts[name]
     return f'case "$SSH_CONNECTION" in *" {host.address} {host.port}") {command};; esac'
+
+
+def table_rows(stdout: str, lab: SshLab) -> dict[str, list[str]]:
+    """The rows of a per-host result table, by host name."""
+    return {
+        line.split()[0]: line.split()
+        for line in stdout.splitlines()
+        if line.split() and line.split()[0] in lab.hosts
+    }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import run_inv
-from sshd import lab_fixture
+from sshd import lab_fixture, table_rows
 
 from tasks.rehearsal.ssh_standins import SshLab
 
@@ -17,14 +17,6 @@ from tasks.rehearsal.ssh_standins import SshLab
 @pytest.fixture
 def lab() -> Iterator[SshLab]:
     yield from lab_fixture()
-
-
-def _rows(stdout: str, lab: SshLab) -> dict[str, list[str]]:
-    return {
-        line.split()[0]: line.split()
-        for line in stdout.splitlines()
-        if line.split() and line.split()[0] in lab.hosts
-    }
 
 
 def test_check_then_converge_then_nothing_changes(sample_repo: Path, lab: SshLab) -> None:
@@ -39,7 +31,7 @@ def test_check_then_converge_then_nothing_changes(sample_repo: Path, lab: SshLab
 
     first = run_inv(sample_repo, "l3.converge", "lab")
     assert first.returncode == 0, first
-    rows = _rows(first.stdout, lab)
+    rows = table_rows(first.stdout, lab)
     assert all(r[1] == "ok" and int(r[3]) > 0 for r in rows.values()), first.stdout
     assert "net.ipv4.ip_forward = 1" in sysctl.read_text()
     assert "PasswordAuthentication no" in dropin.read_text()
@@ -49,7 +41,7 @@ def test_check_then_converge_then_nothing_changes(sample_repo: Path, lab: SshLab
 
     second = run_inv(sample_repo, "l3.converge", "lab")
     assert second.returncode == 0, second
-    assert all(r[3] == "0" for r in _rows(second.stdout, lab).values()), second.stdout
+    assert all(r[3] == "0" for r in table_rows(second.stdout, lab).values()), second.stdout
     assert "every host already as wanted" in second.stdout
 
 
@@ -57,7 +49,7 @@ def test_tags_and_limit_narrow_the_run(sample_repo: Path, lab: SshLab) -> None:
     lab.write_inventory(sample_repo)
     result = run_inv(sample_repo, "l3.converge", "lab", "--tags", "ssh", "--limit", "web1")
     assert result.returncode == 0, result
-    assert set(_rows(result.stdout, lab)) == {"web1"}
+    assert set(table_rows(result.stdout, lab)) == {"web1"}
     assert (lab.state / "web1/etc/ssh/sshd_config.d/90-homelab-hardening.conf").exists()
     assert not (lab.state / "web1/etc/sysctl.d/90-homelab.conf").exists()
 
@@ -67,7 +59,7 @@ def test_host_down_is_reported_and_the_others_converge(sample_repo: Path, lab: S
     lab.hosts["db1"].stop()
     result = run_inv(sample_repo, "l3.converge", "all", "--wait", "1", "--tags", "sysctl")
     assert result.returncode == 4, result
-    rows = _rows(result.stdout, lab)
+    rows = table_rows(result.stdout, lab)
     assert rows["db1"][1] == "unreachable"
     assert rows["web1"][1] == rows["web2"][1] == "ok"
     assert (lab.state / "web2/etc/sysctl.d/90-homelab.conf").exists()
@@ -84,7 +76,7 @@ def test_failing_task_on_one_host(sample_repo: Path, lab: SshLab) -> None:
     path.write_text(yaml.safe_dump(doc))
     result = run_inv(sample_repo, "l3.converge", "all", "--tags", "packages")
     assert result.returncode == 4, result
-    rows = _rows(result.stdout, lab)
+    rows = table_rows(result.stdout, lab)
     assert rows["web2"][1] == "failed" and rows["web1"][1] == "ok" and rows["db1"][1] == "ok"
 
 
@@ -149,5 +141,5 @@ def test_rolling_reboot_one_host_at_a_time(sample_repo: Path, lab: SshLab) -> No
         cycler.join()
     assert result.returncode == 0, result
     assert [name for name, _ in order] == ["web1", "web2"]
-    rows = _rows(result.stdout, lab)
+    rows = table_rows(result.stdout, lab)
     assert rows["web1"][1] == rows["web2"][1] == "ok"

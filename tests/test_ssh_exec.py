@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import base_env, run_inv
-from sshd import lab_fixture, only_in
+from sshd import lab_fixture, only_in, table_rows
 
 from tasks.rehearsal.ssh_standins import SshLab
 
@@ -20,21 +20,13 @@ def lab() -> Iterator[SshLab]:
     yield from lab_fixture()
 
 
-def _rows(stdout: str, lab: SshLab) -> dict[str, list[str]]:
-    return {
-        line.split()[0]: line.split()
-        for line in stdout.splitlines()
-        if line.split() and line.split()[0] in lab.hosts
-    }
-
-
 def test_fan_out_reports_every_host(sample_repo: Path, lab: SshLab) -> None:
     lab.write_inventory(
         sample_repo, groups={"web": {"hosts": ["web1", "web2"]}, "db": {"hosts": ["db1"]}}
     )
     result = run_inv(sample_repo, "l3.exec", "id -un", "--hosts", "web", "--parallel", "2")
     assert result.returncode == 0, result
-    rows = _rows(result.stdout, lab)
+    rows = table_rows(result.stdout, lab)
     assert set(rows) == {"web1", "web2"}
     assert all(r[1] == "ok" and r[2] == "0" for r in rows.values())
     assert "[web1] homelab-test" in result.stdout
@@ -45,7 +37,7 @@ def test_one_failing_host_of_many(sample_repo: Path, lab: SshLab) -> None:
     command = only_in(lab, "web2", "echo disk full >&2; exit 3") + "; echo done"
     result = run_inv(sample_repo, "l3.exec", command, "--hosts", "all")
     assert result.returncode == 4, result
-    rows = _rows(result.stdout, lab)
+    rows = table_rows(result.stdout, lab)
     assert rows["web2"][1:3] == ["failed", "3"] and "disk full" in " ".join(rows["web2"])
     assert rows["web1"][1] == "ok" and rows["db1"][1] == "ok"
     assert "1 of 3 host(s) failed: web2 (failed)" in result.stderr
@@ -56,7 +48,7 @@ def test_host_down_is_unreachable_and_others_complete(sample_repo: Path, lab: Ss
     lab.hosts["db1"].stop()
     result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "all")
     assert result.returncode == 4, result
-    rows = _rows(result.stdout, lab)
+    rows = table_rows(result.stdout, lab)
     assert rows["db1"][1] == "unreachable"
     assert rows["web1"][1] == rows["web2"][1] == "ok"
     assert "connection refused" in result.stdout
@@ -82,7 +74,7 @@ def test_host_going_down_mid_run(sample_repo: Path, lab: SshLab) -> None:
     result = run_inv(sample_repo, "l3.exec", command, "--hosts", "db1,web1", "--timeout", "20")
     killer.join()
     assert result.returncode == 4, result
-    rows = _rows(result.stdout, lab)
+    rows = table_rows(result.stdout, lab)
     assert rows["web1"][1] == "ok"
     assert rows["db1"][1] in ("unreachable", "failed")
     assert "Traceback" not in result.output

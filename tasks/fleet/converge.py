@@ -11,6 +11,17 @@ if TYPE_CHECKING:
     from tasks.adapters.ssh import HostOutcome, SshSettings, SshTarget
     from tasks.fleet.inventory import HostSpec
 
+HOSTS_HELP = "a group or host from the inventory, `all`, or a comma-separated list"
+CONVERGE_HELP = {
+    "group": HOSTS_HELP,
+    "tags": "only run playbook tasks with these Ansible tags (comma-separated)",
+    "limit": "narrow the group further (hosts or groups, comma-separated)",
+    "check": "Ansible check and diff mode: report what would change, change nothing",
+    "wait": "seconds to wait for SSH and cloud-init before giving up on a host (default 120)",
+    "parallel": "hosts worked on at once (default 10)",
+    "dry_run": "print the hosts and the ansible-playbook command; connect to nothing",
+}
+
 # cloud-init's `status --wait` exits 0 when done and 2 when done with recoverable errors.
 CLOUD_INIT_WAIT = (
     "command -v cloud-init >/dev/null 2>&1 || exit 0; "
