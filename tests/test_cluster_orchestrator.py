@@ -231,3 +231,20 @@ def test_delete_with_cilium_and_leftovers(sample_repo: Path, tmp_path: Path) -> 
 def test_delete_only_rejects_apply_only_steps(sample_repo: Path, tmp_path: Path) -> None:
     result = run_inv(sample_repo, "cluster.delete", "--only", "94", "--yes", env=_env(tmp_path))
     assert result.returncode == 2 and "apply only" in result.stderr
+
+
+def test_profile_and_profile_exclusive(sample_repo: Path, tmp_path: Path) -> None:
+    (sample_repo / "inventory/profiles/local.env").write_text("FEAT_VERIFY=false\n")
+    profile = tmp_path / "cilium.env"
+    profile.write_text("FEAT_CILIUM=true\n")
+    local = run_inv(sample_repo, "cluster.apply", "--dry-run", env=_env(tmp_path))
+    assert "[skip] 94_verify_config_inputs (apply; gated off: FEAT_VERIFY=false)" in local.stdout
+    exclusive = run_inv(
+        sample_repo, "cluster.apply", "--dry-run", env=_env(tmp_path, PROFILE_EXCLUSIVE="true")
+    )
+    assert "[run ] 94_verify_config_inputs (apply; gate on: FEAT_VERIFY=true)" in exclusive.stdout
+    delete = run_inv(
+        sample_repo, "cluster.delete", "--dry-run", "--profile", str(profile), env=_env(tmp_path)
+    )
+    assert "[run ] 26_manage_cilium_lifecycle (delete; gate on: FEAT_CILIUM=true)" in delete.stdout
+    assert calls(tmp_path, with_kustomize=True) == []

@@ -160,3 +160,16 @@ def test_app_mode_keeps_file_mode(sample_repo: Path) -> None:
     os.chmod(target, 0o640)
     assert run_inv(sample_repo, "app.mode", "prod-le-prod", env=base_env()).returncode == 0
     assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_platform_certs_plain_scalar_stays_plain(sample_repo: Path) -> None:
+    path = sample_repo / SETTINGS
+    path.write_text(
+        "apiVersion: v1\nkind: ConfigMap\ndata:\n  CERT_ISSUER: letsencrypt-staging # plain\n  X: 'y'\n"
+    )
+    git(sample_repo, "commit", "-qam", "plain")
+    assert run_inv(sample_repo, "platform.certs", "--prod").returncode == 0
+    assert _diff_lines(sample_repo) == [
+        "-  CERT_ISSUER: letsencrypt-staging # plain",
+        "+  CERT_ISSUER: letsencrypt-prod # plain",
+    ]

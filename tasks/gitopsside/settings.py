@@ -102,7 +102,8 @@ def _gitops_section(project: Project) -> dict[str, object]:
     path = project.inventory / "runner.yaml"
     where = project.rel(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506
     except FileNotFoundError:
         raise ConfigError(f"{where}: runner settings not found") from None
     except yaml.YAMLError as exc:
