@@ -209,3 +209,51 @@ def test_bootstrap_dry_run_touches_nothing(sample_repo: Path, tmp_path: Path) ->
     )
     assert result.returncode == 0 and "BASE_DOMAIN=apps.home.home.arpa" in result.stdout
     assert commands(tmp_path) == [] and not (sample_repo / ".work/home").exists()
+
+
+class _AuthGit(BaseHTTPRequestHandler):
+    """Asks for HTTP basic auth like a private Git host, and records what git sends back."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        auth = self.headers.get("Authorization")
+        if not auth:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.end_headers()
+            return
+        _AuthGit.seen.append(auth)
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_bootstrap_sends_env_credentials_through_askpass_only(
+    sample_repo: Path, tmp_path: Path
+) -> None:
+    import base64
+
+    server = HTTPServer(("127.0.0.1", 0), _AuthGit)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _point_at(sample_repo, f"http://127.0.0.1:{server.server_port}/homelab.git")
+        env = kube_env(
+            tmp_path, GITOPS_REPO_USERNAME="flux-bot", GITOPS_REPO_PASSWORD="private-repo-pw-7c1d"
+        )
+        result = run_inv(sample_repo, "gitops.bootstrap", "--cluster", "home", env=env)
+    finally:
+        server.shutdown()
+    assert result.returncode == 4, result  # the stand-in host has no repository behind the login
+    assert (
+        _AuthGit.seen
+        and base64.b64decode(_AuthGit.seen[-1].split()[1]).decode()
+        == "flux-bot:private-repo-pw-7c1d"
+    )
+    assert "private-repo-pw-7c1d" not in result.output
+    assert not (sample_repo / ".work/home/gitops-src").exists()
+    assert (
+        "private-repo-pw-7c1d" not in (sample_repo / ".work/home/gitops-bootstrap.json").read_text()
+    )
