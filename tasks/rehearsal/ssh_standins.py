@@ -151,9 +151,11 @@ class SshHost:
                 children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
         for pid in doomed:
             doomed += children.get(pid, [])
-        for pid in reversed(doomed):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        # Freeze them all first, so no session gets to finish its command between two kills.
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in doomed:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
         self.process.wait()
         self.process = None
 
