@@ -157,3 +157,28 @@ def test_dry_run_connects_to_nothing(sample_repo: Path, lab: SshLab) -> None:
     result = run_inv(sample_repo, "l3.exec", "reboot", "--hosts", "all", "--dry-run")
     assert result.returncode == 0, result
     assert "would run on 3 host(s) (web1, web2, db1)" in result.stdout
+
+
+def test_silent_host_times_out(sample_repo: Path, lab: SshLab) -> None:
+    """A host that accepts TCP but never speaks SSH (a hung sshd) fails within connect_timeout."""
+    import socket
+
+    import yaml
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        lab.write_inventory(sample_repo)
+        path = sample_repo / "inventory/hosts.yaml"
+        doc = yaml.safe_load(path.read_text())
+        doc["ssh"]["connect_timeout"] = 1
+        doc["hosts"]["hung"] = {"address": "127.0.0.1", "port": silent.getsockname()[1]}
+        path.write_text(yaml.safe_dump(doc))
+        result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "hung,web1")
+    finally:
+        silent.close()
+    assert result.returncode == 4, result
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
+    assert rows["hung"][1] == "unreachable" and rows["web1"][1] == "ok"
+    assert "no SSH answer within 1s" in result.stdout

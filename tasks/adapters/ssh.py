@@ -211,7 +211,14 @@ def open_connection(target: SshTarget, settings: SshSettings) -> Connection:
             "unreachable",
             f"{target.name} ({target.where}): connection refused (is sshd running on that port?)",
         ) from None
-    except (OSError, paramiko.SSHException, EOFError) as exc:
+    except paramiko.SSHException as exc:
+        close_connection(conn)
+        text = str(exc)
+        if "banner" in text or "No existing session" in text:
+            # The port answers but no SSH greeting (or no auth) arrives: a hung or busy sshd.
+            text = f"no SSH answer within {settings.connect_timeout:g}s"
+        raise SshFailure("unreachable", f"{target.name} ({target.where}): {text}") from None
+    except (OSError, EOFError) as exc:
         close_connection(conn)
         raise SshFailure(
             "unreachable", f"{target.name} ({target.where}): {exc or type(exc).__name__}"
