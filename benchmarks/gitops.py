@@ -25,7 +25,7 @@ from helpers import INV, base_env, copy_repo  # noqa: E402
 from results import write_section  # noqa: E402
 
 BARE_TASKS = 'from invoke import task\n\n\n@task\ndef hello(c):\n    """Say hello."""\n'
-RUNS = 15
+RUNS = 31
 
 
 def _time(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
