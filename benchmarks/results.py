@@ -18,6 +18,14 @@ BIN = Path(sys.executable).parent
 HEADER = "# Benchmark results\n\nWritten by the scripts in `benchmarks/` (`python benchmarks/run.py` runs them all).\n"
 
 
+def compile_runner(root: Path = ROOT) -> None:
+    """What setup.sh does: cached bytecode for the runner (Invoke never writes it itself)."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(root / "tasks.py"), str(root / "tasks")],
+        check=True,
+    )
+
+
 def median_seconds(
     argv: Sequence[str],
     runs: int = 7,

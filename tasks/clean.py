@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 from invoke import task
@@ -11,6 +9,8 @@ from invoke import task
 
 def _tracked_files(root: Path) -> set[Path] | None:
     """Files git tracks under `root`, or None when this is not a git checkout."""
+    import subprocess
+
     try:
         proc = subprocess.run(
             ["git", "-C", str(root), "ls-files", "-z", "--cached"],
@@ -77,6 +77,8 @@ def plan_removals(project) -> tuple[list[Path], list[tuple[Path, str]]]:
 @task(help={"dry_run": "list what would be removed and remove nothing"})
 def clean(c, dry_run=False):
     """Remove generated local state: .work/, rendered inventories, caches, build output."""
+    import shutil
+
     from tasks.runtime.console import say
 
     project = c.project

@@ -7,15 +7,15 @@ nothing here imports a heavy library.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
-from tasks.runtime.steps import StepContext
+if TYPE_CHECKING:
+    from tasks.runtime.steps import StepContext
 
 LAYER_ORDER = ("l0", "l1", "l2", "l3", "l4")
 
 
-@dataclass(frozen=True)
-class LayerStage:
+class LayerStage(NamedTuple):
     """One layer's part in `inv up`: `run(sc)` does the layer's default job."""
 
     layer: str
