@@ -349,6 +349,10 @@ def referenced_paths(folder: Path, strings: list[str], own: set[Path]) -> list[P
     own_names = {str(p.resolve()) for p in own}
     found: dict[str, None] = {}
     for text in strings:
+        # A candidate's first segment is a substring of its string: most strings (names, sizes,
+        # commands) name no entry at all and need no splitting.
+        if not any(name in text for name in entries):
+            continue
         for candidate in _path_candidates(text):
             if candidate.split("/", 1)[0] not in entries:
                 continue
