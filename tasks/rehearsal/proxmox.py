@@ -26,6 +26,11 @@ START_TIMEOUT = 30
 SAMPLE_TEMPLATE_VMID, SAMPLE_TEMPLATE_NAME = 9000, "debian12-k3s"
 
 
+# fakepve's root login, for Packer 1.6 (no token login). Distinct on purpose: fakepve's default
+# password is the word "secret", and masking it would blank that word out of every line.
+ROOT_PASSWORD = "rehearsal-root-pw-4d1e"
+
+
 def _fakepve_class():
     """FakePve with the one piece of state fakepve 0.5 leaves out: qemu disk resize.
 
@@ -152,7 +157,7 @@ def serve_fakepve(
     host = host or f"127.0.0.{random.randint(2, 254)}"
     workdir.mkdir(parents=True, exist_ok=True)
     certfile, keyfile, _ = make_cert(str(workdir), name=f"fakepve-{host}", hosts=(host,))
-    pve = _fakepve_class()(host=host, port=0)
+    pve = _fakepve_class()(password=ROOT_PASSWORD, host=host, port=0)
     pve.time_scale = time_scale
     secret = secrets.token_hex(16)
     pve.apitokens[token_id] = secret

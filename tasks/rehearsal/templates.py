@@ -19,11 +19,11 @@ def stage(rehearsal: Rehearsal) -> Iterator[list[Act]]:
     if not rehearsal.env.get("PVE_ACCESS_HOST"):
         yield acts
         return
-    from tasks.rehearsal.proxmox import SAMPLE_TEMPLATE_NAME
+    from tasks.rehearsal.proxmox import ROOT_PASSWORD, SAMPLE_TEMPLATE_NAME
 
     # Packer 1.6 has no API-token login: it signs in with fakepve's own root login. The sample
     # k3s template clones the base template the proxmox stage serves.
-    rehearsal.env.update({"PM_USER": "root@pam", "PM_PASSWORD": "secret"})
+    rehearsal.env.update({"PM_USER": "root@pam", "PM_PASSWORD": ROOT_PASSWORD})
     folder = rehearsal.workdir / "layers" / "l1" / "templates" / CLONE_TEMPLATE
     (folder / "rehearsal.auto.pkrvars.hcl").write_text(
         f'base_template = "{SAMPLE_TEMPLATE_NAME}"\n'
