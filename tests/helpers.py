@@ -145,3 +145,19 @@ def run_inv(
 def work_files(repo: Path) -> list[Path]:
     work = repo / ".work"
     return [p for p in work.rglob("*") if p.is_file()] if work.exists() else []
+
+
+def task_names(repo: Path) -> list[str]:
+    """Every task `inv --list` shows in `repo`, with its collection prefix."""
+    import json
+
+    listed = run_inv(repo, "--list", "--list-format", "json")
+    assert listed.returncode == 0, listed
+
+    def walk(coll: dict, prefix: str = "") -> list[str]:
+        names = [prefix + t["name"] for t in coll.get("tasks", [])]
+        for sub in coll.get("collections", []):
+            names += walk(sub, prefix + sub["name"] + ".")
+        return names
+
+    return walk(json.loads(listed.stdout))

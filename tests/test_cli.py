@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from helpers import REPO, run_inv
-
-
-def _task_names(repo: Path) -> list[str]:
-    listed = run_inv(repo, "--list", "--list-format", "json")
-    assert listed.returncode == 0, listed
-
-    def walk(coll: dict, prefix: str = "") -> list[str]:
-        names = [prefix + t["name"] for t in coll.get("tasks", [])]
-        for sub in coll.get("collections", []):
-            names += walk(sub, prefix + sub["name"] + ".")
-        return names
-
-    return walk(json.loads(listed.stdout))
+from helpers import REPO, run_inv, task_names
 
 
 def test_every_task_is_in_the_readme_table(sample_repo: Path) -> None:
     readme = (REPO / "README.md").read_text()
     rows = set(re.findall(r"^\| `inv ([a-z0-9_.-]+)", readme, re.M))
-    missing = sorted(set(_task_names(sample_repo)) - rows)
+    missing = sorted(set(task_names(sample_repo)) - rows)
     assert missing == [], f"tasks missing from README's Tasks table: {missing}"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from helpers import STANDINS, base_env, copy_repo, run_inv, work_files
+from helpers import STANDINS, base_env, copy_repo, run_inv, task_names, work_files
 
 SWEEP_DIR = Path(__file__).resolve().parent / "sweep"
 
@@ -60,16 +60,7 @@ def _seed_secrets(repo: Path, tmp: Path) -> dict[str, str]:
 
 
 def test_every_task_has_sweep_cases(sample_repo: Path) -> None:
-    listed = run_inv(sample_repo, "--list", "--list-format", "json")
-    assert listed.returncode == 0, listed
-
-    def names(coll: dict, prefix: str = "") -> list[str]:
-        found = [prefix + t["name"] for t in coll.get("tasks", [])]
-        for sub in coll.get("collections", []):
-            found += names(sub, prefix + sub["name"] + ".")
-        return found
-
-    tasks = set(names(json.loads(listed.stdout)))
+    tasks = set(task_names(sample_repo))
     covered = {name for area in AREAS.values() for name in area.CASES}
     assert tasks, "inv --list found no tasks"
     assert tasks - covered == set(), "tasks with no secret-sweep case (add them under tests/sweep/)"
