@@ -6,6 +6,7 @@ from invoke import task
 
 
 def _copy_checkout(root, dest) -> None:
+    import os
     import shutil
     import subprocess
 
@@ -19,8 +20,6 @@ def _copy_checkout(root, dest) -> None:
         "GIT_COMMITTER_NAME": "rehearsal",
         "GIT_COMMITTER_EMAIL": "rehearsal@localhost",
     }
-    import os
-
     for args in (
         ["init", "-q", "-b", "main"],
         ["add", "-A"],

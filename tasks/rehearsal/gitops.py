@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tasks.rehearsal import Act, Rehearsal
 
@@ -27,6 +28,18 @@ def _git(*args: str) -> None:
     subprocess.run(["git", *args], check=True, capture_output=True)
 
 
+def point_cluster_at(repo: Path, remote: Path) -> None:
+    """Point the copy's sample cluster handoff file at a local remote instead of the sample URL."""
+    cluster_yaml = repo / "inventory/clusters/home/cluster.yaml"
+    cluster_yaml.write_text(
+        "\n".join(
+            f"  repo_url: file://{remote}" if line.startswith("  repo_url:") else line
+            for line in cluster_yaml.read_text().splitlines()
+        )
+        + "\n"
+    )
+
+
 @contextmanager
 def stage(rehearsal: Rehearsal) -> Iterator[list[Act]]:
     from tasks.gitopsside.settings import GitOpsSettings
@@ -39,15 +52,7 @@ def stage(rehearsal: Rehearsal) -> Iterator[list[Act]]:
     _git("-C", str(repo), "remote", "add", "origin", str(remote))
     _git("-C", str(repo), "push", "-q", "-u", "origin", "HEAD:main")
     _git("-C", str(repo), "branch", "-q", "--set-upstream-to=origin/main")
-    # The copy's cluster handoff file points at the local remote instead of the sample URL.
-    cluster_yaml = repo / "inventory/clusters/home/cluster.yaml"
-    cluster_yaml.write_text(
-        "\n".join(
-            f"  repo_url: file://{remote}" if line.startswith("  repo_url:") else line
-            for line in cluster_yaml.read_text().splitlines()
-        )
-        + "\n"
-    )
+    point_cluster_at(repo, remote)
     (scratch / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
     standins = repo / "tests" / "standins"
     rehearsal.env.update(

@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tasks.rehearsal.gitops import point_cluster_at
+
 CASES = {
     "init": [["init", "--dry-run"], ["init"]],
     "configure": [["configure", "--dry-run"], ["configure"]],
@@ -91,14 +93,7 @@ def prepare(repo: Path, sentinels: dict[str, str]) -> Iterator[dict[str, str]]:
             ["git", "clone", "-q", "--bare", str(gitops_src), str(remote)],
         ):
             subprocess.run(argv, check=True, capture_output=True)
-        cluster_yaml = repo / "inventory/clusters/home/cluster.yaml"
-        cluster_yaml.write_text(
-            "\n".join(
-                f"  repo_url: file://{remote}" if line.startswith("  repo_url:") else line
-                for line in cluster_yaml.read_text().splitlines()
-            )
-            + "\n"
-        )
+        point_cluster_at(repo, remote)
         (scratch / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
         yield {
             "KUBECONFIG": str(scratch / "kubeconfig"),
