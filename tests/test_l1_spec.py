@@ -286,3 +286,13 @@ def test_bad_layer_settings_are_reported_with_the_file(sample_repo: Path) -> Non
     result = run_inv(sample_repo, "l1.list", env=_env())
     assert result.returncode == 2, result
     assert "layer.yaml" in result.stderr and "connectoin" in result.stderr
+
+
+def test_artifacts_written_in_the_same_second_keep_their_order(tmp_path: Path) -> None:
+    from tasks.packer_templates.artifacts import ArtifactStore
+
+    store = ArtifactStore(tmp_path, "tpl")
+    base = {"name": "tpl", "node": "pve1", "storage": "local-lvm"}
+    first, second, third = (store.write({**base, "vmid": n}, now=1_800_000_000) for n in (1, 2, 3))
+    assert [a.file for a in store.artifacts()] == [first.file, second.file, third.file]
+    assert store.find(None).data["vmid"] == 3

@@ -76,9 +76,16 @@ class ArtifactStore:
         if not self.folder.is_dir():
             return []
         paths = sorted(
-            p for p in self.folder.glob(f"{self.template}-*.json") if not p.name.startswith(".")
+            (p for p in self.folder.glob(f"{self.template}-*.json") if not p.name.startswith(".")),
+            key=self._order,
         )
         return [Artifact(p, _read(p)) for p in paths]
+
+    def _order(self, path: Path) -> tuple[str, int]:
+        """(stamp, n): `NAME-STAMP-2.json`, written in the same second, comes after `NAME-STAMP.json`."""
+        rest = path.stem[len(self.template) + 1 :]
+        stamp, _, n = rest.partition("-")
+        return stamp, int(n) if n.isdigit() else 1
 
     def find(self, name: str | None) -> Artifact:
         """The artifact named `name` (file name, with or without .json), or the newest."""
