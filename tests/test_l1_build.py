@@ -35,7 +35,10 @@ def lab(pve: PveFixture) -> PveFixture:
 
 
 def _artifacts(repo: Path) -> list[Path]:
-    return sorted((repo / "layers/l1/artifacts" / NAME).glob(f"{NAME}-*.json"))
+    """Oldest first, in the store's order (a second artifact within one second is `-2`)."""
+    from tasks.packer_templates.artifacts import ArtifactStore
+
+    return [a.path for a in ArtifactStore(repo / "layers/l1/artifacts", NAME).artifacts()]
 
 
 def _stable(repo: Path) -> dict:
