@@ -154,3 +154,26 @@ def test_env_check_reports_every_missing_variable(sample_repo: Path) -> None:
     assert ok.returncode == 0, ok
     unknown = run_inv(sample_repo, "env.check", "l9")
     assert unknown.returncode == 2 and "layers with a layer.yaml: " in unknown.stderr
+
+
+def test_env_files_use_dotenv_parser_without_its_package_init(tmp_path: Path) -> None:
+    """Reading an env file loads python-dotenv's parser alone; `import dotenv` later reuses it."""
+    import subprocess
+    import sys
+
+    env_file = _write(tmp_path / "a.env", "A=1\nB=${A}2\nC='${A}'\n")
+    root = Path(__file__).resolve().parents[1]
+    script = f"""
+import sys
+sys.path.insert(0, {str(root)!r})
+from pathlib import Path
+from tasks.runtime.envfiles import read_env_file
+print(read_env_file(Path({str(env_file)!r})))
+print("dotenv.main" in sys.modules, "tempfile" in sys.modules)
+import dotenv
+print(dotenv.main.parse_stream is sys.modules["dotenv.parser"].parse_stream)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["{'A': '1', 'B': '12', 'C': '${A}'}", "False False", "True"]

@@ -6,19 +6,19 @@ and is said out loud ("already as wanted").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tasks.packer_templates.facts import VmFact
 from tasks.packer_templates.fingerprint import Fingerprint, changes
-from tasks.packer_templates.spec import IsoRef
+
+if TYPE_CHECKING:
+    from tasks.packer_templates.facts import VmFact
+    from tasks.packer_templates.spec import IsoRef
 
 
-@dataclass
-class BuildDecision:
+class BuildDecision(NamedTuple):
     template: str
     build: bool
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str]
 
     @property
     def summary(self) -> str:
@@ -71,8 +71,7 @@ def decide_build(
 # ------------------------------------------------------------------ ISOs
 
 
-@dataclass
-class IsoAction:
+class IsoAction(NamedTuple):
     ref: IsoRef
     volid: str
     action: str  # "present", "download", "upload", "missing" (no source), "conflict"

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tasks.runtime.errors import ConfigError
 
@@ -35,8 +34,7 @@ def update_stable_wanted(value: str | None) -> bool:
     return value.strip().lower() == "yes"
 
 
-@dataclass(frozen=True)
-class Artifact:
+class Artifact(NamedTuple):
     path: Path
     data: dict[str, Any]
 

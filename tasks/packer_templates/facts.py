@@ -7,15 +7,13 @@ without a server.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Disk keys of a qemu config; cloud-init and CD-ROM drives are not where a template's disk lives.
 _DISK_KEY = re.compile(r"^(scsi|virtio|sata|ide|efidisk|tpmstate)\d+$")
 
 
-@dataclass(frozen=True)
-class VmFact:
+class VmFact(NamedTuple):
     vmid: int
     node: str
     name: str

@@ -10,50 +10,51 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
-from tasks.packer_templates.spec import TemplateSpec
+if TYPE_CHECKING:
+    from tasks.packer_templates.spec import TemplateSpec
 
 # Packer's own by-products in a template folder: never inputs.
 IGNORED_NAMES = frozenset({"packer_cache", ".packer.d", "__pycache__"})
 
 
-@dataclass(frozen=True)
-class Fingerprint:
+class Fingerprint(NamedTuple):
     value: str  # "sha256:<hex>"
     inputs: dict[str, str]  # input name (checkout-relative path or "var:NAME") -> sha256 hex
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _file_hash(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _files_under(path: Path) -> list[Path]:
-    if path.is_file():
+def _files_under(path: str) -> list[str]:
+    """`path` itself when it is a file, else every file below it (not following folder links)."""
+    if os.path.isfile(path):
         return [path]
-    return sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file() and not IGNORED_NAMES.intersection(p.relative_to(path).parts)
-    )
+    found = []
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if d not in IGNORED_NAMES]
+        found += [
+            os.path.join(folder, f)
+            for f in files
+            if f not in IGNORED_NAMES and os.path.isfile(os.path.join(folder, f))
+        ]
+    return sorted(found)
 
 
 def compute(spec: TemplateSpec, placement: dict[str, str], root: Path) -> Fingerprint:
     """The fingerprint of `spec`'s inputs; paths are named relative to the checkout `root`."""
-    root_text = str(root.resolve())
+    root_text = os.path.realpath(root)
     inputs: dict[str, str] = {}
     manifest = os.path.abspath(spec.folder / spec.manifest_output) if spec.manifest_output else ""
     for path in [*spec.files, *spec.var_files, *spec.references]:
-        for file in _files_under(path):
-            absolute = os.path.abspath(file)
-            if absolute == manifest:
+        for file in _files_under(os.path.abspath(path)):
+            if file == manifest:
                 continue
-            inputs[_rel(absolute, root_text)] = _file_hash(file)
+            inputs[_rel(file, root_text)] = _file_hash(file)
     for name, value in sorted(placement.items()):
         inputs[f"var:{name}"] = hashlib.sha256(value.encode()).hexdigest()
     listing = "".join(f"{k}\0{v}\n" for k, v in sorted(inputs.items()))

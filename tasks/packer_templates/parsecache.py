@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump a tag when the parser or its options change shape: old entries then simply stop matching.
-HCL_TAG = "hcl2-8/strip-quotes/no-explicit-blocks/v1"
+HCL_TAG = "hcl2-8/strip-quotes/no-explicit-blocks/doc+path-words/v2"
 YAML_TAG = "pyyaml-safe/v1"
 
 

@@ -7,10 +7,10 @@ Everything here is pure apart from reading the files; the parsed HCL is cached b
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tasks.packer_templates.parsecache import HCL_TAG, YAML_TAG, cached_parse
 from tasks.runtime.errors import ConfigError
@@ -39,8 +39,11 @@ SETTINGS_SCHEMA: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class L1Settings:
+# Records are NamedTuples and plain classes, not dataclasses: building a dataclass costs about a
+# millisecond at import, and `inv l1.list` must start nearly as fast as bare Invoke.
+
+
+class L1Settings(NamedTuple):
     """Where L1 keeps its templates and artifacts, and how env values become Packer variables."""
 
     layer_dir: Path
@@ -52,16 +55,14 @@ class L1Settings:
     placement: dict[str, str]
 
 
-@dataclass(frozen=True)
-class Variable:
+class Variable(NamedTuple):
     name: str
     has_default: bool
     default: Any = None
     sensitive: bool = False
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     type: str
     name: str
     attrs: dict[str, Any]
@@ -71,8 +72,7 @@ class Source:
         return f"{self.type}.{self.name}"
 
 
-@dataclass(frozen=True)
-class IsoRef:
+class IsoRef(NamedTuple):
     """One ISO a template boots or attaches: where Proxmox must have it and where it comes from."""
 
     template: str
@@ -86,19 +86,37 @@ class IsoRef:
         return f"{self.storage or default_storage}:iso/{self.filename}"
 
 
-@dataclass
 class TemplateSpec:
-    name: str
-    folder: Path
-    files: list[Path]
-    var_files: list[Path]
-    variables: dict[str, Variable]
-    locals: dict[str, Any]
-    sources: list[Source]
-    plugins: dict[str, Any]
-    manifest_output: str | None
-    references: list[Path] = field(default_factory=list)
-    auto_values: dict[str, Any] = field(default_factory=dict)
+    """One template folder as parsed: its files, variables, locals, sources and references."""
+
+    def __init__(
+        self,
+        name: str,
+        folder: Path,
+        files: list[Path],
+        var_files: list[Path],
+        variables: dict[str, Variable],
+        locals: dict[str, Any],
+        sources: list[Source],
+        plugins: dict[str, Any],
+        manifest_output: str | None,
+        references: list[Path] | None = None,
+        auto_values: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.folder = folder
+        self.files = files
+        self.var_files = var_files
+        self.variables = variables
+        self.locals = locals
+        self.sources = sources
+        self.plugins = plugins
+        self.manifest_output = manifest_output
+        self.references: list[Path] = references or []
+        self.auto_values: dict[str, Any] = auto_values or {}
+
+    def __repr__(self) -> str:
+        return f"TemplateSpec({self.name!r}, {str(self.folder)!r})"
 
     @property
     def source_label(self) -> str:
@@ -174,8 +192,9 @@ def discover(settings: L1Settings, cache_dir: Path | None) -> list[TemplateSpec]
             f"{root}: {', '.join(loose)} sit(s) directly in the templates folder",
             hint="give each template its own folder: templates/NAME/NAME.pkr.hcl",
         )
+    checkout = _checkout_root(root)
     return [
-        load_template(folder, cache_dir)
+        load_template(folder, cache_dir, checkout)
         for folder in sorted(p for p in root.iterdir() if p.is_dir())
         if any(folder.glob(f"*{HCL_SUFFIX}"))
     ]
@@ -189,24 +208,43 @@ def find_template(settings: L1Settings, name: str, cache_dir: Path | None) -> Te
             f"no Packer template named {name!r} under {settings.templates_dir}",
             hint=f"known templates: {', '.join(known) or '(none)'}",
         )
-    return load_template(folder, cache_dir)
+    return load_template(folder, cache_dir, _checkout_root(settings.templates_dir))
 
 
 def parse_hcl(path: Path, cache_dir: Path | None) -> dict[str, Any]:
     """One HCL file as 7.x-shaped dicts; a syntax error names the file, line and column."""
+    return _parse_file(path, cache_dir)[0]
+
+
+def _parse_file(path: Path, cache_dir: Path | None) -> tuple[dict[str, Any], list[str]]:
+    """One HCL file's document and the path-like words of its strings, cached together.
+
+    The words depend only on the file's text, so they are worked out once per content and a warm
+    run only checks which of them name an entry of the template folder.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        parsed = cached_parse(path, data, HCL_TAG, _hcl_loads, cache_dir)
+        parsed = cached_parse(path, data, HCL_TAG, _hcl_entry, cache_dir)
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except Exception as exc:  # lark's errors, and hcl2's own ValueErrors on bad constructs
         raise ConfigError(f"{path}{_where(exc)}: invalid HCL: {_first_line(exc)}") from None
-    if not isinstance(parsed, dict):
+    doc = parsed.get("doc") if isinstance(parsed, dict) else None
+    words = parsed.get("words") if isinstance(parsed, dict) else None
+    if not isinstance(doc, dict) or not isinstance(words, list):
         raise ConfigError(f"{path}: invalid HCL: expected blocks and attributes")
-    return parsed
+    return doc, words
+
+
+def _hcl_entry(text: str) -> dict[str, Any]:
+    doc = _hcl_loads(text)
+    strings: list[str] = []
+    _strings(doc, strings)
+    words = dict.fromkeys(word for string in strings for word in _path_candidates(string))
+    return {"doc": doc, "words": list(words)}
 
 
 def _hcl_loads(text: str) -> dict[str, Any]:
@@ -231,19 +269,28 @@ def _first_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def load_template(folder: Path, cache_dir: Path | None) -> TemplateSpec:
-    files = sorted(folder.glob(f"*{HCL_SUFFIX}"))
-    var_files = sorted(folder.glob(f"*{VARS_SUFFIX}"))
+def load_template(
+    folder: Path, cache_dir: Path | None, checkout: Path | None = None
+) -> TemplateSpec:
+    """Parse one template folder; `checkout` is its checkout root when the caller knows it."""
+    try:
+        # One listing serves the file lists and the reference check.
+        entries = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot list the template folder: {exc.strerror}") from None
+    visible = [n for n in entries if not n.startswith(".")]  # as Packer's own `*.pkr.hcl` glob
+    files = [folder / n for n in visible if n.endswith(HCL_SUFFIX)]
+    var_files = [folder / n for n in visible if n.endswith(VARS_SUFFIX)]
     variables: dict[str, Variable] = {}
     locals_: dict[str, Any] = {}
     sources: dict[str, Source] = {}
     used: list[str] = []
     plugins: dict[str, Any] = {}
     manifest: str | None = None
-    strings: list[str] = []
+    words: list[str] = []
     for path in files:
-        doc = parse_hcl(path, cache_dir)
-        _strings(doc, strings)
+        doc, found = _parse_file(path, cache_dir)
+        words += found
         for block in _blocks(doc, "packer"):
             for req in _blocks(block, "required_plugins"):
                 if isinstance(req, dict):
@@ -275,8 +322,8 @@ def load_template(folder: Path, cache_dir: Path | None) -> TemplateSpec:
                     manifest = str(body.get("output") or DEFAULT_MANIFEST)
     auto_values: dict[str, Any] = {}
     for path in var_files:
-        doc = parse_hcl(path, cache_dir)
-        _strings(doc, strings)
+        doc, found = _parse_file(path, cache_dir)
+        words += found
         auto_values.update(doc)
     chosen = [sources[ref] for ref in dict.fromkeys(used) if ref in sources] or list(
         sources.values()
@@ -293,7 +340,8 @@ def load_template(folder: Path, cache_dir: Path | None) -> TemplateSpec:
         manifest_output=manifest,
         auto_values=auto_values,
     )
-    spec.references = referenced_paths(folder, strings, set(files) | set(var_files))
+    root = checkout or _checkout_root(folder.parent)
+    spec.references = referenced_paths(folder, entries, words, files + var_files, root)
     return spec
 
 
@@ -332,34 +380,28 @@ def _strings(value: Any, out: list[str]) -> None:
             _strings(item, out)
 
 
-def referenced_paths(folder: Path, strings: list[str], own: set[Path]) -> list[Path]:
-    """Files and folders the template's strings point at: scripts, http/, cloud-init files.
+def referenced_paths(
+    folder: Path, entries: list[str], words: list[str], own: list[Path], root: Path | None
+) -> list[Path]:
+    """Files and folders the template's path-like words point at: scripts, http/, cloud-init files.
 
-    A string counts when, read as a path relative to the template folder (`${path.root}/` and `./`
-    stripped), it names something that exists inside the checkout. Quoted arguments inside
-    expressions (`file("cloud-init/user-data")`) and `NAME=path` words count as well.
+    A word counts when, read as a path relative to the template folder, it names something that
+    exists inside the checkout `root`. The words come from `_path_candidates`; `entries` is the
+    folder's listing.
     """
-    import os
-
-    root = _checkout_root(folder)
     # Only words whose first segment names an entry of the folder (or its parent) can be inputs:
-    # checking that against one listing spares a filesystem call for every word of every string.
-    entries = set(os.listdir(folder)) | {".."}
-    base = str(folder.resolve())
-    own_names = {str(p.resolve()) for p in own}
+    # checking that against the listing spares a filesystem call for every word.
+    names = {*entries, ".."}
+    base = os.path.realpath(folder)
+    skip = {base, *(os.path.join(base, p.name) for p in own)}
     found: dict[str, None] = {}
-    for text in strings:
-        # A candidate's first segment is a substring of its string: most strings (names, sizes,
-        # commands) name no entry at all and need no splitting.
-        if not any(name in text for name in entries):
+    for word in words:
+        if word.split("/", 1)[0] not in names:
             continue
-        for candidate in _path_candidates(text):
-            if candidate.split("/", 1)[0] not in entries:
-                continue
-            path = os.path.normpath(os.path.join(base, candidate))
-            if path == base or path in own_names or path in found or not os.path.exists(path):
-                continue
-            found[path] = None
+        path = os.path.normpath(os.path.join(base, word))
+        if path in skip or path in found or not os.path.exists(path):
+            continue
+        found[path] = None
     # Symlinks are resolved only for the few paths found, to keep them inside the checkout.
     resolved = {Path(p).resolve() if os.path.islink(p) else Path(p) for p in found}
     if root is not None:
@@ -387,10 +429,12 @@ def _path_candidates(text: str) -> list[str]:
     return out
 
 
-def _checkout_root(folder: Path) -> Path | None:
-    for parent in folder.resolve().parents:
-        if (parent / "tasks.py").exists() or (parent / ".git").exists():
-            return parent
+def _checkout_root(start: Path) -> Path | None:
+    """The nearest folder at or above `start` holding `tasks.py` or `.git`."""
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if (folder / "tasks.py").exists() or (folder / ".git").exists():
+            return folder
     return None
 
 
@@ -421,19 +465,21 @@ def expand(template: str, env: dict[str, str]) -> tuple[str | None, list[str]]:
     return _ENV_REF.sub(lambda m: context[m.group(1)], template), names
 
 
-@dataclass
 class PackerVariables:
     """The values the runner hands Packer (as PKR_VAR_*), and what it could not fill."""
 
-    values: dict[str, str]
-    placement: dict[str, str]  # non-secret values that decide where the template lands
-    secret_names: set[str]
-    missing: dict[str, list[str]]  # Packer variable -> env variables that are unset
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        # Non-secret values that decide where the template lands.
+        self.placement: dict[str, str] = {}
+        self.secret_names: set[str] = set()
+        # Packer variable -> env variables that are unset.
+        self.missing: dict[str, list[str]] = {}
 
 
 def packer_variables(spec: TemplateSpec, settings: L1Settings, env_layers) -> PackerVariables:
     """Fill the template's declared variables from the env through the layer's mapping."""
-    result = PackerVariables({}, {}, set(), {})
+    result = PackerVariables()
     env = env_layers.values
     for group, mapping in (("connection", settings.connection), ("placement", settings.placement)):
         for var_name, template in mapping.items():

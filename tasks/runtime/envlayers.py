@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.runtime.envfiles import read_env_file
@@ -26,29 +25,39 @@ log = logging.getLogger("homelab.env")
 CHAINS = ("cluster", "host")
 
 
-@dataclass
+# Plain classes rather than dataclasses: every task that reads the env imports this module, and a
+# dataclass costs about a millisecond to build at import.
 class Layer:
     """One source of variables, in its place in the chain."""
 
-    name: str
-    values: dict[str, str] = field(default_factory=dict)
-    origin: str = ""  # a file path, "process environment" or "doppler"
-    secret: bool = False  # every value from this layer is masked
-    skipped: str | None = None  # why the layer contributed nothing, if it did not
+    def __init__(
+        self,
+        name: str,
+        values: dict[str, str] | None = None,
+        origin: str = "",
+        secret: bool = False,
+        skipped: str | None = None,
+    ) -> None:
+        self.name = name
+        self.values: dict[str, str] = values if values is not None else {}
+        self.origin = origin  # a file path, "process environment" or "doppler"
+        self.secret = secret  # every value from this layer is masked
+        self.skipped = skipped  # why the layer contributed nothing, if it did not
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name!r}, origin={self.origin!r}, skipped={self.skipped!r})"
 
     @property
     def used(self) -> bool:
         return self.skipped is None
 
 
-@dataclass
 class EnvLayers:
     """The resolved environment and where each variable came from."""
 
-    chain: str
-    layers: list[Layer]
-
-    def __post_init__(self) -> None:
+    def __init__(self, chain: str, layers: list[Layer]) -> None:
+        self.chain = chain
+        self.layers = layers
         self.values: dict[str, str] = {}
         self.source: dict[str, str] = {}
         for layer in self.layers:

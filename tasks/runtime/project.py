@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,20 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
 class Project:
-    root: Path
+    """A runner checkout (a plain class: a dataclass would cost a millisecond on every start)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.root)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Project) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
 
     @classmethod
     def current(cls) -> Project:
