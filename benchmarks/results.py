@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +26,22 @@ def compile_runner(root: Path = ROOT) -> None:
     )
 
 
+def run_seconds(
+    argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> float:
+    """Wall time of one run of a command, which must succeed."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        list(argv), cwd=cwd, env=env, capture_output=True, stdin=subprocess.DEVNULL
+    )
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr.decode()[-2000:]}"
+        )
+    return elapsed
+
+
 def median_seconds(
     argv: Sequence[str],
     runs: int = 7,
@@ -34,20 +50,26 @@ def median_seconds(
     warmup: int = 1,
 ) -> float:
     """Median wall time of a command over `runs` runs, after `warmup` unmeasured ones."""
-    times = []
-    for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            list(argv), cwd=cwd, env=env, capture_output=True, stdin=subprocess.DEVNULL
-        )
-        elapsed = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr.decode()[-2000:]}"
-            )
-        if i >= warmup:
-            times.append(elapsed)
-    return statistics.median(times)
+    for _ in range(warmup):
+        run_seconds(argv, cwd, env)
+    return statistics.median(run_seconds(argv, cwd, env) for _ in range(runs))
+
+
+def interleaved_medians(
+    steps: Sequence[Callable[[], float]], rounds: int, warmup: int = 1
+) -> list[float]:
+    """Median time of each step, the steps taken in turn, round after round.
+
+    On a shared machine the speed drifts over seconds; taking a baseline and the thing compared
+    with it in alternation exposes both to the same drift, so their ratio stays meaningful.
+    """
+    times: list[list[float]] = [[] for _ in steps]
+    for i in range(warmup + rounds):
+        for slot, step in zip(times, steps, strict=True):
+            elapsed = step()
+            if i >= warmup:
+                slot.append(elapsed)
+    return [statistics.median(slot) for slot in times]
 
 
 def machine_line() -> str:

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from doppler_api import DopplerApiStandIn  # noqa: E402
 from helpers import base_env, copy_repo, run_inv  # noqa: E402
-from results import BIN, ROOT, compile_runner, median_seconds, write_section  # noqa: E402
+from results import BIN, ROOT, compile_runner, interleaved_medians, run_seconds, write_section  # noqa: E402
 
 TARGET = 1.3
 BARE_TASKS = 'from invoke import task\n\n\n@task\ndef hello(c):\n    """Say hello."""\n'
@@ -26,13 +26,15 @@ def main() -> int:
         bare = Path(tmp) / "bare"
         bare.mkdir()
         (bare / "tasks.py").write_text(BARE_TASKS)
-        runs = 15
-        # Alternate the two so drift in machine load hits both alike.
-        bare_t, full_t = [], []
-        for _ in range(3):
-            bare_t.append(median_seconds([inv, "--list"], runs=runs, cwd=bare, env=env))
-            full_t.append(median_seconds([inv, "--list"], runs=runs, cwd=ROOT, env=env))
-        bare_s, full_s = min(bare_t), min(full_t)
+        runs = 31
+        # Alternate the two run by run so drift in the machine's speed hits both alike.
+        bare_s, full_s = interleaved_medians(
+            [
+                lambda: run_seconds([inv, "--list"], bare, env),
+                lambda: run_seconds([inv, "--list"], ROOT, env),
+            ],
+            rounds=runs,
+        )
         ratio = full_s / bare_s
 
         repo = copy_repo(Path(tmp) / "repo")
@@ -59,7 +61,7 @@ def main() -> int:
         f"""## Start-up (`benchmarks/startup.py`)
 
 `inv --list` of this project against bare Invoke 2.2 listing a one-task `tasks.py`, same
-interpreter, same script; best of 3 medians of {runs} runs each.
+interpreter, same script; medians of {runs} runs each, the two alternating run by run.
 
 | what | seconds |
 |---|---|

@@ -123,6 +123,31 @@ def test_parses_a_real_world_proxmox_iso_template(tmp_path: Path) -> None:
     assert rels == ["files/app.cfg", "http", "scripts/a.sh", "scripts/b.sh", "seed/cidata.iso"]
 
 
+def test_references_follow_links_but_stay_inside_the_checkout(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    folder = _write_template(checkout)
+    shared = checkout / "shared"
+    (shared / "scripts").mkdir(parents=True)
+    (shared / "scripts" / "a.sh").write_text("echo shared a\n")
+    outside = tmp_path / "outside.cfg"
+    outside.write_text("x=2\n")
+    # scripts/ is a link to a folder elsewhere in the checkout; files/app.cfg leads outside it.
+    for rel in ("scripts/a.sh", "scripts/b.sh"):
+        (folder / rel).unlink()
+    (folder / "scripts").rmdir()
+    (folder / "scripts").symlink_to(shared / "scripts")
+    (folder / "files" / "app.cfg").unlink()
+    (folder / "files" / "app.cfg").symlink_to(outside)
+    t = specs.load_template(folder, None)
+    assert sorted(map(str, t.references)) == sorted(
+        [
+            str(folder / "http"),
+            str(folder / "seed" / "cidata.iso"),
+            str(shared / "scripts" / "a.sh"),
+        ]
+    )
+
+
 def test_iso_references_resolve_variables_and_locals(tmp_path: Path) -> None:
     t = specs.load_template(_write_template(tmp_path), None)
     boot, seed = specs.iso_refs(t, {"iso_storage": "nas"})

@@ -6,19 +6,23 @@ and is said out loud ("already as wanted").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from tasks.packer_templates.fingerprint import Fingerprint, changes
+from tasks.runtime.records import Record
 
 if TYPE_CHECKING:
     from tasks.packer_templates.facts import VmFact
     from tasks.packer_templates.spec import IsoRef
 
 
-class BuildDecision(NamedTuple):
-    template: str
-    build: bool
-    reasons: list[str]
+class BuildDecision(Record):
+    __slots__ = ("template", "build", "reasons")
+
+    def __init__(self, template: str, build: bool, reasons: list[str]) -> None:
+        self.template = template
+        self.build = build
+        self.reasons = reasons
 
     @property
     def summary(self) -> str:
@@ -71,11 +75,14 @@ def decide_build(
 # ------------------------------------------------------------------ ISOs
 
 
-class IsoAction(NamedTuple):
-    ref: IsoRef
-    volid: str
-    action: str  # "present", "download", "upload", "missing" (no source), "conflict"
-    detail: str = ""
+class IsoAction(Record):
+    __slots__ = ("ref", "volid", "action", "detail")
+
+    def __init__(self, ref: IsoRef, volid: str, action: str, detail: str = "") -> None:
+        self.ref = ref
+        self.volid = volid
+        self.action = action  # "present", "download", "upload", "missing" (no source), "conflict"
+        self.detail = detail
 
     @property
     def changes(self) -> bool:

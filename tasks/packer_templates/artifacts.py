@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from tasks.runtime.errors import ConfigError
+from tasks.runtime.records import Record
 
 STABLE = "stable.json"
 # What L2 needs from the stable manifest; a manifest without them is refused, never promoted.
@@ -34,9 +35,12 @@ def update_stable_wanted(value: str | None) -> bool:
     return value.strip().lower() == "yes"
 
 
-class Artifact(NamedTuple):
-    path: Path
-    data: dict[str, Any]
+class Artifact(Record):
+    __slots__ = ("path", "data")
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
 
     @property
     def file(self) -> str:

@@ -7,17 +7,22 @@ without a server.
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Any
+
+from tasks.runtime.records import Record
 
 # Disk keys of a qemu config; cloud-init and CD-ROM drives are not where a template's disk lives.
 _DISK_KEY = re.compile(r"^(scsi|virtio|sata|ide|efidisk|tpmstate)\d+$")
 
 
-class VmFact(NamedTuple):
-    vmid: int
-    node: str
-    name: str
-    template: bool
+class VmFact(Record):
+    __slots__ = ("vmid", "node", "name", "template")
+
+    def __init__(self, vmid: int, node: str, name: str, template: bool) -> None:
+        self.vmid = vmid
+        self.node = node
+        self.name = name
+        self.template = template
 
 
 def vms_by_id(resources: list[dict[str, Any]]) -> dict[int, VmFact]:

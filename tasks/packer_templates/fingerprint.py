@@ -8,10 +8,13 @@ changed; the fingerprint is the hash of that list.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
+
+from tasks.runtime.records import Record
 
 if TYPE_CHECKING:
     from tasks.packer_templates.spec import TemplateSpec
@@ -20,14 +23,22 @@ if TYPE_CHECKING:
 IGNORED_NAMES = frozenset({"packer_cache", ".packer.d", "__pycache__"})
 
 
-class Fingerprint(NamedTuple):
-    value: str  # "sha256:<hex>"
-    inputs: dict[str, str]  # input name (checkout-relative path or "var:NAME") -> sha256 hex
+class Fingerprint(Record):
+    __slots__ = ("value", "inputs")
+
+    def __init__(self, value: str, inputs: dict[str, str]) -> None:
+        self.value = value  # "sha256:<hex>"
+        self.inputs = inputs  # input name (checkout-relative path or "var:NAME") -> sha256 hex
 
 
 def _file_hash(path: str) -> str:
+    # Inputs are mostly small text files: one read each (file_digest allocates a 256 KiB buffer
+    # per file); a large one is hashed in chunks.
+    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _files_under(path: str) -> list[str]:
@@ -47,18 +58,24 @@ def _files_under(path: str) -> list[str]:
 
 def compute(spec: TemplateSpec, placement: dict[str, str], root: Path) -> Fingerprint:
     """The fingerprint of `spec`'s inputs; paths are named relative to the checkout `root`."""
-    root_text = os.path.realpath(root)
+    root_text = _real(os.fspath(root))
     inputs: dict[str, str] = {}
     manifest = os.path.abspath(spec.folder / spec.manifest_output) if spec.manifest_output else ""
     for path in [*spec.files, *spec.var_files, *spec.references]:
         for file in _files_under(os.path.abspath(path)):
             if file == manifest:
                 continue
-            inputs[_rel(file, root_text)] = _file_hash(file)
+            inputs[_rel(file, root_text)] = spec.digests.get(file) or _file_hash(file)
     for name, value in sorted(placement.items()):
         inputs[f"var:{name}"] = hashlib.sha256(value.encode()).hexdigest()
     listing = "".join(f"{k}\0{v}\n" for k, v in sorted(inputs.items()))
     return Fingerprint("sha256:" + hashlib.sha256(listing.encode()).hexdigest(), inputs)
+
+
+@functools.lru_cache(maxsize=8)
+def _real(path: str) -> str:
+    # Every template of a run shares the checkout root: resolve it once.
+    return os.path.realpath(path)
 
 
 def _rel(path: str, root: str) -> str:

@@ -24,6 +24,7 @@ class L1Layer:
         self.cache_dir: Path = self.project.work / "l1" / "parse-cache"
         self.settings = specs.load_settings(self.project.layers / "l1", self.cache_dir)
         self._pve: Any = None
+        self._expanded: dict[str, tuple[str | None, list[str]]] = {}  # the env does not change
 
     @property
     def env_layers(self):
@@ -54,7 +55,7 @@ class L1Layer:
         return ArtifactStore(self.settings.artifacts_dir, name)
 
     def variables(self, spec: specs.TemplateSpec) -> specs.PackerVariables:
-        return specs.packer_variables(spec, self.settings, self.env_layers)
+        return specs.packer_variables(spec, self.settings, self.env_layers, self._expanded)
 
     def fingerprint(self, spec: specs.TemplateSpec) -> tuple[Fingerprint, specs.PackerVariables]:
         pv = self.variables(spec)

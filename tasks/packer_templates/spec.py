@@ -7,13 +7,16 @@ Everything here is pure apart from reading the files; the parsed HCL is cached b
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from tasks.packer_templates.parsecache import HCL_TAG, YAML_TAG, cached_parse
 from tasks.runtime.errors import ConfigError
+from tasks.runtime.records import Record
 
 HCL_SUFFIX = ".pkr.hcl"
 VARS_SUFFIX = ".auto.pkrvars.hcl"
@@ -39,48 +42,77 @@ SETTINGS_SCHEMA: dict[str, Any] = {
 }
 
 
-# Records are NamedTuples and plain classes, not dataclasses: building a dataclass costs about a
-# millisecond at import, and `inv l1.list` must start nearly as fast as bare Invoke.
+# Records are plain classes (see tasks/runtime/records.py): `inv l1.list` imports this module and
+# must start nearly as fast as bare Invoke.
 
 
-class L1Settings(NamedTuple):
+class L1Settings(Record):
     """Where L1 keeps its templates and artifacts, and how env values become Packer variables."""
 
-    layer_dir: Path
-    templates_dir: Path
-    artifacts_dir: Path
-    # Packer variable -> "${ENV}" template. Connection values are how Packer reaches Proxmox and are
-    # not part of a template's fingerprint; placement values (node, storage) are.
-    connection: dict[str, str]
-    placement: dict[str, str]
+    __slots__ = ("layer_dir", "templates_dir", "artifacts_dir", "connection", "placement")
+
+    def __init__(
+        self,
+        layer_dir: Path,
+        templates_dir: Path,
+        artifacts_dir: Path,
+        connection: dict[str, str],
+        placement: dict[str, str],
+    ) -> None:
+        self.layer_dir = layer_dir
+        self.templates_dir = templates_dir
+        self.artifacts_dir = artifacts_dir
+        # Packer variable -> "${ENV}" template. Connection values are how Packer reaches Proxmox
+        # and are not part of a template's fingerprint; placement values (node, storage) are.
+        self.connection = connection
+        self.placement = placement
 
 
-class Variable(NamedTuple):
-    name: str
-    has_default: bool
-    default: Any = None
-    sensitive: bool = False
+class Variable(Record):
+    __slots__ = ("name", "has_default", "default", "sensitive")
+
+    def __init__(
+        self, name: str, has_default: bool, default: Any = None, sensitive: bool = False
+    ) -> None:
+        self.name = name
+        self.has_default = has_default
+        self.default = default
+        self.sensitive = sensitive
 
 
-class Source(NamedTuple):
-    type: str
-    name: str
-    attrs: dict[str, Any]
+class Source(Record):
+    __slots__ = ("type", "name", "attrs")
+
+    def __init__(self, type: str, name: str, attrs: dict[str, Any]) -> None:
+        self.type = type
+        self.name = name
+        self.attrs = attrs
 
     @property
     def label(self) -> str:
         return f"{self.type}.{self.name}"
 
 
-class IsoRef(NamedTuple):
+class IsoRef(Record):
     """One ISO a template boots or attaches: where Proxmox must have it and where it comes from."""
 
-    template: str
-    storage: str | None  # None: unresolved, the env's PVE_STORAGE_ISO is used
-    filename: str
-    url: str | None  # http(s) URL for download-url
-    local_path: Path | None  # a file in the checkout, uploaded
-    checksum: str | None  # "sha256:<hex>"; None when not declared or "none"
+    __slots__ = ("template", "storage", "filename", "url", "local_path", "checksum")
+
+    def __init__(
+        self,
+        template: str,
+        storage: str | None,
+        filename: str,
+        url: str | None,
+        local_path: Path | None,
+        checksum: str | None,
+    ) -> None:
+        self.template = template
+        self.storage = storage  # None: unresolved, the env's PVE_STORAGE_ISO is used
+        self.filename = filename
+        self.url = url  # http(s) URL for download-url
+        self.local_path = local_path  # a file in the checkout, uploaded
+        self.checksum = checksum  # "sha256:<hex>"; None when not declared or "none"
 
     def volid(self, default_storage: str) -> str:
         return f"{self.storage or default_storage}:iso/{self.filename}"
@@ -102,6 +134,7 @@ class TemplateSpec:
         manifest_output: str | None,
         references: list[Path] | None = None,
         auto_values: dict[str, Any] | None = None,
+        digests: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.folder = folder
@@ -114,6 +147,8 @@ class TemplateSpec:
         self.manifest_output = manifest_output
         self.references: list[Path] = references or []
         self.auto_values: dict[str, Any] = auto_values or {}
+        # Absolute path -> SHA-256 of the HCL bytes that were parsed (the fingerprint reuses them).
+        self.digests: dict[str, str] = digests or {}
 
     def __repr__(self) -> str:
         return f"TemplateSpec({self.name!r}, {str(self.folder)!r})"
@@ -184,20 +219,37 @@ def _check_settings(data: dict[str, Any], path: Path) -> None:
 def discover(settings: L1Settings, cache_dir: Path | None) -> list[TemplateSpec]:
     """Every template folder under the templates folder, sorted by name."""
     root = settings.templates_dir
-    if not root.is_dir():
+    names = _listing(root)
+    if names is None:
         return []
-    loose = sorted(p.name for p in root.glob(f"*{HCL_SUFFIX}"))
+    loose = [n for n in _hcl_names(names) if os.path.isfile(root / n)]
     if loose:
         raise ConfigError(
             f"{root}: {', '.join(loose)} sit(s) directly in the templates folder",
             hint="give each template its own folder: templates/NAME/NAME.pkr.hcl",
         )
     checkout = _checkout_root(root)
-    return [
-        load_template(folder, cache_dir, checkout)
-        for folder in sorted(p for p in root.iterdir() if p.is_dir())
-        if any(folder.glob(f"*{HCL_SUFFIX}"))
-    ]
+    found = []
+    for name in names:
+        entries = _listing(root / name)
+        if entries is not None and _hcl_names(entries):
+            found.append(load_template(root / name, cache_dir, checkout, entries))
+    return found
+
+
+def _listing(folder: Path) -> list[str] | None:
+    """The sorted names in `folder`, or None when it is not a folder."""
+    try:
+        return sorted(os.listdir(folder))
+    except (NotADirectoryError, FileNotFoundError):
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot list the template folder: {exc.strerror}") from None
+
+
+def _hcl_names(entries: list[str], suffix: str = HCL_SUFFIX) -> list[str]:
+    # Hidden files are skipped, as Packer's own `*.pkr.hcl` glob does.
+    return [n for n in entries if n.endswith(suffix) and not n.startswith(".")]
 
 
 def find_template(settings: L1Settings, name: str, cache_dir: Path | None) -> TemplateSpec:
@@ -216,11 +268,12 @@ def parse_hcl(path: Path, cache_dir: Path | None) -> dict[str, Any]:
     return _parse_file(path, cache_dir)[0]
 
 
-def _parse_file(path: Path, cache_dir: Path | None) -> tuple[dict[str, Any], list[str]]:
-    """One HCL file's document and the path-like words of its strings, cached together.
+def _parse_file(path: Path, cache_dir: Path | None) -> tuple[dict[str, Any], list[str], str]:
+    """One HCL file's document, the path-like words of its strings, and its SHA-256.
 
-    The words depend only on the file's text, so they are worked out once per content and a warm
-    run only checks which of them name an entry of the template folder.
+    The words depend only on the file's text, so they are cached with the document and a warm run
+    only checks which of them name an entry of the template folder. The hash is the file's
+    fingerprint input, taken from the bytes that were parsed.
     """
     try:
         data = path.read_bytes()
@@ -236,7 +289,7 @@ def _parse_file(path: Path, cache_dir: Path | None) -> tuple[dict[str, Any], lis
     words = parsed.get("words") if isinstance(parsed, dict) else None
     if not isinstance(doc, dict) or not isinstance(words, list):
         raise ConfigError(f"{path}: invalid HCL: expected blocks and attributes")
-    return doc, words
+    return doc, words, hashlib.sha256(data).hexdigest()
 
 
 def _hcl_entry(text: str) -> dict[str, Any]:
@@ -270,17 +323,19 @@ def _first_line(exc: Exception) -> str:
 
 
 def load_template(
-    folder: Path, cache_dir: Path | None, checkout: Path | None = None
+    folder: Path,
+    cache_dir: Path | None,
+    checkout: Path | None = None,
+    entries: list[str] | None = None,
 ) -> TemplateSpec:
-    """Parse one template folder; `checkout` is its checkout root when the caller knows it."""
-    try:
-        # One listing serves the file lists and the reference check.
-        entries = sorted(os.listdir(folder))
-    except OSError as exc:
-        raise ConfigError(f"{folder}: cannot list the template folder: {exc.strerror}") from None
-    visible = [n for n in entries if not n.startswith(".")]  # as Packer's own `*.pkr.hcl` glob
-    files = [folder / n for n in visible if n.endswith(HCL_SUFFIX)]
-    var_files = [folder / n for n in visible if n.endswith(VARS_SUFFIX)]
+    """Parse one template folder; `checkout` (its checkout root) and `entries` (its sorted
+    listing) are passed when the caller already has them."""
+    if entries is None:
+        entries = _listing(folder)
+        if entries is None:
+            raise ConfigError(f"{folder}: not a folder")
+    files = [folder / n for n in _hcl_names(entries)]
+    var_files = [folder / n for n in _hcl_names(entries, VARS_SUFFIX)]
     variables: dict[str, Variable] = {}
     locals_: dict[str, Any] = {}
     sources: dict[str, Source] = {}
@@ -288,8 +343,9 @@ def load_template(
     plugins: dict[str, Any] = {}
     manifest: str | None = None
     words: list[str] = []
+    digests: dict[str, str] = {}
     for path in files:
-        doc, found = _parse_file(path, cache_dir)
+        doc, found, digests[os.path.abspath(path)] = _parse_file(path, cache_dir)
         words += found
         for block in _blocks(doc, "packer"):
             for req in _blocks(block, "required_plugins"):
@@ -322,7 +378,7 @@ def load_template(
                     manifest = str(body.get("output") or DEFAULT_MANIFEST)
     auto_values: dict[str, Any] = {}
     for path in var_files:
-        doc, found = _parse_file(path, cache_dir)
+        doc, found, digests[os.path.abspath(path)] = _parse_file(path, cache_dir)
         words += found
         auto_values.update(doc)
     chosen = [sources[ref] for ref in dict.fromkeys(used) if ref in sources] or list(
@@ -339,6 +395,7 @@ def load_template(
         plugins=plugins,
         manifest_output=manifest,
         auto_values=auto_values,
+        digests=digests,
     )
     root = checkout or _checkout_root(folder.parent)
     spec.references = referenced_paths(folder, entries, words, files + var_files, root)
@@ -392,7 +449,8 @@ def referenced_paths(
     # Only words whose first segment names an entry of the folder (or its parent) can be inputs:
     # checking that against the listing spares a filesystem call for every word.
     names = {*entries, ".."}
-    base = os.path.realpath(folder)
+    parent = _real_folder(os.path.abspath(folder.parent))
+    base = _real_under(parent, os.path.join(parent, folder.name))
     skip = {base, *(os.path.join(base, p.name) for p in own)}
     found: dict[str, None] = {}
     for word in words:
@@ -402,11 +460,33 @@ def referenced_paths(
         if path in skip or path in found or not os.path.exists(path):
             continue
         found[path] = None
-    # Symlinks are resolved only for the few paths found, to keep them inside the checkout.
-    resolved = {Path(p).resolve() if os.path.islink(p) else Path(p) for p in found}
-    if root is not None:
-        resolved = {p for p in resolved if root in p.parents}
-    return sorted(resolved)
+    # Links are resolved only for the few paths found, and what they lead to must be inside the
+    # checkout.
+    inside = str(root) + os.sep if root is not None else ""
+    resolved = {_real_under(base, path) for path in found}
+    return [Path(p) for p in sorted(resolved) if p.startswith(inside)]
+
+
+@functools.lru_cache(maxsize=32)
+def _real_folder(path: str) -> str:
+    # Every template folder shares its parent: resolve that once per run, not once per template.
+    return os.path.realpath(path)
+
+
+def _real_under(real_base: str, path: str) -> str:
+    """`path` (absolute, normalised) with links resolved, given `real_base` that has none.
+
+    Below `real_base` each part costs one lstat, where `os.path.realpath` re-checks every part of
+    the whole path; anywhere else, or past a link, realpath does the work.
+    """
+    if not path.startswith(real_base + os.sep):
+        return os.path.realpath(path)
+    current = real_base
+    for part in path[len(real_base) + 1 :].split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return os.path.realpath(path)
+    return path
 
 
 def _path_candidates(text: str) -> list[str]:
@@ -454,15 +534,18 @@ def api_url(env: dict[str, str]) -> str | None:
 
 def expand(template: str, env: dict[str, str]) -> tuple[str | None, list[str]]:
     """Expand `${NAME}` from `env` (plus the derived PVE_API_URL); (None, missing) when any is unset."""
-    context = dict(env)
-    url = api_url(env)
-    if url:
-        context.setdefault("PVE_API_URL", url)
+
+    def lookup(name: str) -> str:
+        value = env.get(name) or ""
+        if name == "PVE_API_URL" and not value.strip():
+            value = api_url(env) or ""
+        return value
+
     names = _ENV_REF.findall(template)
-    missing = [n for n in names if not (context.get(n) or "").strip()]
+    missing = [n for n in names if not lookup(n).strip()]
     if missing:
         return None, missing
-    return _ENV_REF.sub(lambda m: context[m.group(1)], template), names
+    return _ENV_REF.sub(lambda m: lookup(m.group(1)), template), names
 
 
 class PackerVariables:
@@ -477,16 +560,27 @@ class PackerVariables:
         self.missing: dict[str, list[str]] = {}
 
 
-def packer_variables(spec: TemplateSpec, settings: L1Settings, env_layers) -> PackerVariables:
-    """Fill the template's declared variables from the env through the layer's mapping."""
+def packer_variables(
+    spec: TemplateSpec,
+    settings: L1Settings,
+    env_layers,
+    expanded: dict[str, tuple[str | None, list[str]]] | None = None,
+) -> PackerVariables:
+    """Fill the template's declared variables from the env through the layer's mapping.
+
+    `expanded` memoises `expand` per mapping value across the templates of one run.
+    """
     result = PackerVariables()
     env = env_layers.values
+    expanded = {} if expanded is None else expanded
     for group, mapping in (("connection", settings.connection), ("placement", settings.placement)):
         for var_name, template in mapping.items():
             declared = spec.variables.get(var_name)
             if declared is None:
                 continue
-            value, names = expand(template, env)
+            if template not in expanded:
+                expanded[template] = expand(template, env)
+            value, names = expanded[template]
             if value is None:
                 if not declared.has_default and var_name not in spec.auto_values:
                     result.missing[var_name] = names
