@@ -55,10 +55,10 @@ def median_seconds(
     return statistics.median(run_seconds(argv, cwd, env) for _ in range(runs))
 
 
-def interleaved_medians(
+def interleaved(
     steps: Sequence[Callable[[], float]], rounds: int, warmup: int = 1
-) -> list[float]:
-    """Median time of each step, the steps taken in turn, round after round.
+) -> list[list[float]]:
+    """The times of each step over `rounds` rounds, the steps taken in turn within each round.
 
     On a shared machine the speed drifts over seconds; taking a baseline and the thing compared
     with it in alternation exposes both to the same drift, so their ratio stays meaningful.
@@ -69,7 +69,23 @@ def interleaved_medians(
             elapsed = step()
             if i >= warmup:
                 slot.append(elapsed)
-    return [statistics.median(slot) for slot in times]
+    return times
+
+
+def interleaved_medians(
+    steps: Sequence[Callable[[], float]], rounds: int, warmup: int = 1
+) -> list[float]:
+    """Median time of each step, measured as `interleaved` does."""
+    return [statistics.median(slot) for slot in interleaved(steps, rounds, warmup)]
+
+
+def paired_ratio(measured: Sequence[float], baseline: Sequence[float]) -> float:
+    """Median of the per-round ratios of two interleaved series.
+
+    Each ratio compares runs taken moments apart, so a slow spell of the machine cancels out
+    instead of landing on one side of a ratio of medians.
+    """
+    return statistics.median(m / b for m, b in zip(measured, baseline, strict=True))
 
 
 def machine_line() -> str:

@@ -1,4 +1,4 @@
-"""The executor `inv` uses (invoke.yaml): HomelabContext for every task, errors without tracebacks."""
+"""The executor `inv` uses (invoke.json): HomelabContext for every task, errors without tracebacks."""
 
 from __future__ import annotations
 
