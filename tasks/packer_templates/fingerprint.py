@@ -62,10 +62,13 @@ def compute(spec: TemplateSpec, placement: dict[str, str], root: Path) -> Finger
     inputs: dict[str, str] = {}
     manifest = os.path.abspath(spec.folder / spec.manifest_output) if spec.manifest_output else ""
     for path in [*spec.files, *spec.var_files, *spec.references]:
-        for file in _files_under(os.path.abspath(path)):
+        absolute = os.path.abspath(path)
+        # An HCL file's hash is known from parsing it; anything else is read now.
+        known = spec.digests.get(absolute)
+        for file in [absolute] if known else _files_under(absolute):
             if file == manifest:
                 continue
-            inputs[_rel(file, root_text)] = spec.digests.get(file) or _file_hash(file)
+            inputs[_rel(file, root_text)] = known or _file_hash(file)
     for name, value in sorted(placement.items()):
         inputs[f"var:{name}"] = hashlib.sha256(value.encode()).hexdigest()
     listing = "".join(f"{k}\0{v}\n" for k, v in sorted(inputs.items()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,16 +25,17 @@ def cached_parse(
     if cache_dir is None:
         return parse(data.decode("utf-8"))
     key = hashlib.sha256(tag.encode() + b"\0" + data).hexdigest()
-    entry = cache_dir / key[:2] / f"{key}.json"
+    entry = os.path.join(cache_dir, key[:2], f"{key}.json")
     try:
-        return json.loads(entry.read_text(encoding="utf-8"))
+        with open(entry, "rb") as fh:
+            return json.loads(fh.read())
     except (OSError, ValueError):
         pass
     parsed = parse(data.decode("utf-8"))
     try:
         from tasks.runtime.files import atomic_write
 
-        atomic_write(entry, json.dumps(parsed, separators=(",", ":")))
+        atomic_write(Path(entry), json.dumps(parsed, separators=(",", ":")))
     except OSError:
         pass  # a read-only checkout still works, just without the cache
     return parsed
