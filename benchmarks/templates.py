@@ -25,7 +25,7 @@ from results import (  # noqa: E402
 )
 
 TEMPLATES = 20
-ROUNDS = 31
+ROUNDS = 41
 COLD_ROUNDS = 7
 TARGET = 1.3
 
