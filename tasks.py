@@ -8,5 +8,7 @@ from pathlib import Path
 __path__ = [str(Path(__file__).resolve().with_name("tasks"))]
 
 from tasks.namespace import build_namespace  # noqa: E402
+from tasks.runtime.pipes import quiet_broken_pipe  # noqa: E402
 
+quiet_broken_pipe()
 ns = build_namespace()

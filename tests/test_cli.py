@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
-from helpers import REPO, run_inv, task_names
+import pytest
+from helpers import INV, REPO, base_env, run_inv, task_names
 
 
 def test_every_task_is_in_the_readme_table(sample_repo: Path) -> None:
@@ -36,3 +39,24 @@ def test_up_rejects_bad_layer_ranges(sample_repo: Path) -> None:
     backwards = run_inv(sample_repo, "up", "--from", "l3", "--to", "l1")
     assert backwards.returncode == 2 and "--from l3 comes after --to l1" in backwards.stderr
     assert "Traceback" not in bad.output + backwards.output
+
+
+@pytest.mark.parametrize("argv", [["--list"], ["env.show", "--all"]])
+def test_a_closed_pipe_ends_quietly_with_141(sample_repo: Path, argv: list[str]) -> None:
+    """`inv ... | head`: Invoke's own output (--list) and a task's alike stop without a traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write
+    try:
+        proc = subprocess.run(
+            [INV, *argv],
+            cwd=sample_repo,
+            env=base_env(),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, "")

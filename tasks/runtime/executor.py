@@ -12,6 +12,7 @@ from invoke.exceptions import ParseError, UnexpectedExit
 
 from tasks.runtime.context import HomelabContext
 from tasks.runtime.errors import HomelabError
+from tasks.runtime.pipes import EXIT_BROKEN_PIPE, silence_stdout
 from tasks.runtime.secrets import mask
 
 
@@ -50,9 +51,8 @@ class HomelabExecutor(Executor):
             raise
         except BrokenPipeError:
             # The reader went away (`inv ... | head`): stop quietly, as Unix tools do.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise Exit(code=141) from None
+            silence_stdout()
+            raise Exit(code=EXIT_BROKEN_PIPE) from None
         except Exception as exc:
             self._traceback()
             detail = mask(str(exc)) or "(no message)"
