@@ -7,6 +7,16 @@ from pathlib import Path
 
 from helpers import STANDINS, base_env, git
 
+# What `flux.reconcile` runs, in the tree's dependency order (also step 32 of cluster.apply).
+RECONCILE = [
+    "flux reconcile source git flux-system --namespace=flux-system",
+    "flux reconcile kustomization flux-system --namespace=flux-system",
+    "flux reconcile kustomization infrastructure --namespace=flux-system",
+    "flux reconcile kustomization issuers --namespace=flux-system",
+    "flux reconcile kustomization platform-services --namespace=flux-system",
+    "flux reconcile kustomization tenants --namespace=flux-system",
+]
+
 # Runtime inputs as the cluster orchestrator needs them (values long enough to be masked).
 RUNTIME_INPUTS = {
     "OAUTH2_PROXY_CLIENT_ID": "client-id-7f3a",

@@ -7,7 +7,7 @@ import base64
 import json
 from pathlib import Path
 
-from gitops_support import RUNTIME_INPUTS, calls, commands, kube_env, state
+from gitops_support import RECONCILE, RUNTIME_INPUTS, calls, commands, kube_env, state
 from helpers import run_inv
 
 APPLY_SEQUENCE = [
@@ -19,12 +19,7 @@ APPLY_SEQUENCE = [
     "kubectl apply -f -",  # flux-system Git credentials
     "kubectl apply -k {repo}/layers/gitops/clusters/home/flux-system",
     "kubectl apply -f -",  # platform-runtime-inputs
-    "flux reconcile source git flux-system --namespace=flux-system",
-    "flux reconcile kustomization flux-system --namespace=flux-system",
-    "flux reconcile kustomization infrastructure --namespace=flux-system",
-    "flux reconcile kustomization issuers --namespace=flux-system",
-    "flux reconcile kustomization platform-services --namespace=flux-system",
-    "flux reconcile kustomization tenants --namespace=flux-system",
+    *RECONCILE,
     "kubectl get kustomizations.kustomize.toolkit.fluxcd.io --all-namespaces -o json",
 ]
 
@@ -39,14 +34,19 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
     )
 
 
+def _step_names(stdout: str) -> list[str]:
+    """The step names of an orchestrator's `[n/N] name (...)` progress lines, in order."""
+    return [
+        line.split("] ", 1)[1].split(" (")[0]
+        for line in stdout.splitlines()
+        if line.startswith("[")
+    ]
+
+
 def test_apply_runs_the_seed_steps_in_order(sample_repo: Path, tmp_path: Path) -> None:
     result = run_inv(sample_repo, "cluster.apply", env=_env(tmp_path))
     assert result.returncode == 0, result
-    steps = [
-        line.split("] ", 1)[1].split(" (")[0]
-        for line in result.stdout.splitlines()
-        if line.startswith("[")
-    ]
+    steps = _step_names(result.stdout)
     assert steps == [
         "15_verify_cluster_access",
         "94_verify_config_inputs",
@@ -171,11 +171,7 @@ def test_delete_confirms_then_runs_the_seed_steps(sample_repo: Path, tmp_path: P
     assert calls(tmp_path) == []
     result = run_inv(sample_repo, "cluster.delete", "--yes", env=env)
     assert result.returncode == 0, result
-    steps = [
-        line.split("] ", 1)[1].split(" (")[0]
-        for line in result.stdout.splitlines()
-        if line.startswith("[")
-    ]
+    steps = _step_names(result.stdout)
     assert steps == [
         "15_verify_cluster_access",
         "32_reconcile_flux_stack",

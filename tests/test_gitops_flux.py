@@ -5,17 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gitops_support import SETTINGS, TENANTS, bare_remote, commands, kube_env
+from gitops_support import RECONCILE, SETTINGS, TENANTS, bare_remote, commands, kube_env
 from helpers import git, run_inv
-
-RECONCILE = [
-    "flux reconcile source git flux-system --namespace=flux-system",
-    "flux reconcile kustomization flux-system --namespace=flux-system",
-    "flux reconcile kustomization infrastructure --namespace=flux-system",
-    "flux reconcile kustomization issuers --namespace=flux-system",
-    "flux reconcile kustomization platform-services --namespace=flux-system",
-    "flux reconcile kustomization tenants --namespace=flux-system",
-]
 
 
 def test_reconcile_refuses_until_mode_changes_are_pushed(sample_repo: Path, tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ changed; the fingerprint is the hash of that list.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tasks.packer_templates.spec import real_folder
 from tasks.runtime.records import Record
 
 if TYPE_CHECKING:
@@ -31,10 +31,9 @@ class Fingerprint(Record):
         self.inputs = inputs  # input name (checkout-relative path or "var:NAME") -> sha256 hex
 
 
-def _file_hash(path: str) -> str:
-    # Inputs are mostly small text files: one read each (file_digest allocates a 256 KiB buffer
-    # per file); a large one is hashed in chunks.
-    digest = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes, read in 1 MiB chunks (inputs are mostly one chunk)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
@@ -58,7 +57,7 @@ def _files_under(path: str) -> list[str]:
 
 def compute(spec: TemplateSpec, placement: dict[str, str], root: Path) -> Fingerprint:
     """The fingerprint of `spec`'s inputs; paths are named relative to the checkout `root`."""
-    root_text = _real(os.fspath(root))
+    root_text = real_folder(os.fspath(root))
     inputs: dict[str, str] = {}
     manifest = os.path.abspath(spec.folder / spec.manifest_output) if spec.manifest_output else ""
     for path in [*spec.files, *spec.var_files, *spec.references]:
@@ -68,17 +67,11 @@ def compute(spec: TemplateSpec, placement: dict[str, str], root: Path) -> Finger
         for file in [absolute] if known else _files_under(absolute):
             if file == manifest:
                 continue
-            inputs[_rel(file, root_text)] = known or _file_hash(file)
+            inputs[_rel(file, root_text)] = known or file_digest(file)
     for name, value in sorted(placement.items()):
         inputs[f"var:{name}"] = hashlib.sha256(value.encode()).hexdigest()
     listing = "".join(f"{k}\0{v}\n" for k, v in sorted(inputs.items()))
     return Fingerprint("sha256:" + hashlib.sha256(listing.encode()).hexdigest(), inputs)
-
-
-@functools.lru_cache(maxsize=8)
-def _real(path: str) -> str:
-    # Every template of a run shares the checkout root: resolve it once.
-    return os.path.realpath(path)
 
 
 def _rel(path: str, root: str) -> str:

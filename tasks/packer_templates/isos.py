@@ -8,7 +8,6 @@ against in `ARTIFACTS/isos.json`; a present volume with a recorded, matching che
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from tasks.packer_templates.actions import IsoAction, plan_isos
 from tasks.packer_templates.artifacts import utc_iso
 from tasks.packer_templates.facts import iso_volumes
+from tasks.packer_templates.fingerprint import file_digest
 from tasks.packer_templates.layer import L1Layer
 from tasks.packer_templates.spec import IsoRef, TemplateSpec, iso_refs
 from tasks.runtime.console import say, table
@@ -59,14 +59,6 @@ def _record(l1: L1Layer, volid: str, entry: dict[str, Any]) -> None:
     ledger = read_ledger(l1)
     ledger[volid] = entry
     atomic_write_json(_ledger_path(l1), dict(sorted(ledger.items())))
-
-
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def plan(l1: L1Layer, specs: list[TemplateSpec]) -> list[IsoAction]:
@@ -155,7 +147,7 @@ def _transfer(l1: L1Layer, action: IsoAction) -> None:
         assert ref.local_path is not None
         if ref.checksum:
             algorithm, digest = ref.checksum.split(":", 1)
-            actual = _file_digest(ref.local_path, algorithm)
+            actual = file_digest(ref.local_path, algorithm)
             if actual != digest:
                 raise ExternalError(
                     f"{l1.project.rel(ref.local_path)}: {algorithm} is {actual}, but template "

@@ -263,13 +263,10 @@ def find_template(settings: L1Settings, name: str, cache_dir: Path | None) -> Te
     return load_template(folder, cache_dir, _checkout_root(settings.templates_dir))
 
 
-def parse_hcl(path: Path, cache_dir: Path | None) -> dict[str, Any]:
-    """One HCL file as 7.x-shaped dicts; a syntax error names the file, line and column."""
-    return _parse_file(path, cache_dir)[0]
-
-
 def _parse_file(path: Path, cache_dir: Path | None) -> tuple[dict[str, Any], list[str], str]:
-    """One HCL file's document, the path-like words of its strings, and its SHA-256.
+    """One HCL file's document (7.x-shaped dicts), the path-like words of its strings, its SHA-256.
+
+    A syntax error names the file, line and column.
 
     The words depend only on the file's text, so they are cached with the document and a warm run
     only checks which of them name an entry of the template folder. The hash is the file's
@@ -449,7 +446,7 @@ def referenced_paths(
     # Only words whose first segment names an entry of the folder (or its parent) can be inputs:
     # checking that against the listing spares a filesystem call for every word.
     names = {*entries, ".."}
-    parent = _real_folder(os.path.abspath(folder.parent))
+    parent = real_folder(os.path.abspath(folder.parent))
     base = _real_under(parent, os.path.join(parent, folder.name))
     skip = {base, *(os.path.join(base, p.name) for p in own)}
     found: dict[str, None] = {}
@@ -468,8 +465,9 @@ def referenced_paths(
 
 
 @functools.lru_cache(maxsize=32)
-def _real_folder(path: str) -> str:
-    # Every template folder shares its parent: resolve that once per run, not once per template.
+def real_folder(path: str) -> str:
+    """`os.path.realpath`, once per folder per run: every template shares its parent folder and
+    the checkout root."""
     return os.path.realpath(path)
 
 
