@@ -46,7 +46,7 @@ def show(c, json=False, all=False, profile=None, host_env=None, chain="cluster",
     import json as jsonlib
 
     from tasks.runtime.console import say, table
-    from tasks.runtime.secrets import MASK
+    from tasks.runtime.secrets import MASK, mask
 
     env = _select(c, chain, profile, host_env, no_doppler)
     below_shell = {k for lyr in env.layers if lyr.used and lyr.name != "shell" for k in lyr.values}
@@ -56,8 +56,10 @@ def show(c, json=False, all=False, profile=None, host_env=None, chain="cluster",
         source = env.source[name]
         if not all and source == "shell" and name not in interesting:
             continue
-        value = MASK if env.is_secret(name) else env.values[name]
-        rows.append({"name": name, "value": value, "layer": source, "secret": env.is_secret(name)})
+        secret = env.is_secret(name)
+        # Masked before JSON escaping, which would hide a secret inside a value from the masker.
+        value = MASK if secret else mask(env.values[name])
+        rows.append({"name": name, "value": value, "layer": source, "secret": secret})
     layers = [
         {
             "name": lyr.name,

@@ -132,6 +132,24 @@ def test_secret_names_are_masked(sample_repo: Path) -> None:
     assert "user@pve!tok" in result.stdout  # a token *id* is a reference, not a secret
 
 
+def test_a_pasted_secret_line_is_named_but_never_quoted(sample_repo: Path) -> None:
+    _write(sample_repo / "inventory" / "profiles" / "secrets.env", "OK=1\nghp_pasted123token\n")
+    result = run_inv(sample_repo, "env.show")
+    assert result.returncode == 2, result
+    assert "profiles/secrets.env:2:" in result.stderr
+    assert "ghp_pasted123token" not in result.output
+
+
+def test_shadowed_secrets_and_secrets_inside_values_stay_masked(sample_repo: Path) -> None:
+    """A secrets.env value a higher layer overrides is still masked, also inside JSON output."""
+    _write(sample_repo / "inventory" / "profiles" / "secrets.env", 'NOTE=pä"ss-word-9\n')
+    result = run_inv(
+        sample_repo, "env.show", "--json", env=base_env(NOTE='x pä"ss-word-9 y', DOPPLER="0")
+    )
+    assert result.returncode == 0, result
+    assert "ss-word-9" not in result.output
+
+
 def test_env_check_reports_every_missing_variable(sample_repo: Path) -> None:
     cfg = sample_repo / "inventory" / "config.env"
     cfg.write_text("PVE_NODE=pve1\n")

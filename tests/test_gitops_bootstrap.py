@@ -151,6 +151,10 @@ def test_bootstrap_bad_input(sample_repo: Path, tmp_path: Path) -> None:
     )
     leaky = run_inv(sample_repo, "gitops.bootstrap", "--cluster", "home", env=env)
     assert leaky.returncode == 2 and "carries a password" in leaky.stderr
+    path.write_text(path.read_text().replace("bot:hunter2-secret@", "ghp-token-1234@"))
+    token = run_inv(sample_repo, "gitops.bootstrap", "--cluster", "home", env=env)
+    assert token.returncode == 2 and "carries a password or token" in token.stderr
+    assert "ghp-token-1234" not in token.stdout + token.stderr
     assert commands(tmp_path) == [] and not (sample_repo / ".work/home/gitops-src").exists()
 
 

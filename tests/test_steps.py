@@ -229,3 +229,20 @@ def test_stale_lock_is_taken_over(c: HomelabContext, project: Path, capsys) -> N
     run_orchestrator(c, seed_shaped(rec), "apply", task_name="demo.apply")
     assert f"took over a stale lock left by pid {dead.pid}" in capsys.readouterr().out
     assert len(rec.calls) == 5
+
+
+def test_trace_notes_are_masked(c: HomelabContext, project: Path) -> None:
+    from tasks.runtime.secrets import MASKER
+
+    MASKER.add("note-secret-8842")
+
+    def noisy(sc: StepContext) -> None:
+        sc.note("token is note-secret-8842")
+
+    run_orchestrator(
+        c, Orchestrator("demo", [Step("noisy", noisy, frozenset({"apply"}))], []), "apply",
+        task_name="demo.apply",
+    )  # fmt: skip
+    (trace_path,) = (project / ".work" / "traces").glob("demo-apply-*.json")
+    text = trace_path.read_text()
+    assert "note-secret-8842" not in text and "token is ***" in text

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.runtime.errors import CommandFailed, ConfigError, ExternalError
+from tasks.runtime.secrets import mask
 
 # The first Packer with `packer init` and `required_plugins`.
 INIT_VERSION = (1, 7, 0)
@@ -90,7 +91,7 @@ def run(c, args: list[str], folder: Path, env: dict[str, str], log_path: Path, *
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = f"cd {shlex.quote(str(folder))} && packer " + " ".join(shlex.quote(a) for a in args)
     with log_path.open("a", encoding="utf-8") as log:
-        log.write(f"$ packer {' '.join(args)}\n")
+        log.write(mask(f"$ packer {' '.join(args)}") + "\n")
         out = MaskedStream(_Tee(_Null() if quiet else sys.stdout, log))
         err = MaskedStream(_Tee(_Null() if quiet else sys.stderr, log))
         try:

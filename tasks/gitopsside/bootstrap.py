@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tasks.runtime.errors import ConfigError, ExternalError, HomelabError, RefusedError
+from tasks.runtime.secrets import mask_data
 
 if TYPE_CHECKING:
     from tasks.adapters.kube import Kube
@@ -44,9 +45,10 @@ class ClusterSpec:
             )
         gitops = data["gitops"]
         url = urlsplit(gitops["repo_url"])
-        if url.password:
+        # `https://TOKEN@host/...` puts a token where a user name goes; ssh's `git@` is no secret.
+        if url.password or (url.scheme in ("http", "https") and url.username):
             raise ConfigError(
-                f"{project.rel(path)}: gitops.repo_url carries a password",
+                f"{project.rel(path)}: gitops.repo_url carries a password or token",
                 hint="remove it; put GITOPS_REPO_USERNAME/GITOPS_REPO_PASSWORD (or GITOPS_REPO_PAT) in Doppler or secrets.env",
             )
         return cls(
@@ -260,17 +262,19 @@ def run(c, name: str, *, dry_run: bool) -> Path | None:
         trace = work / "gitops-bootstrap.json"
         atomic_write_json(
             trace,
-            {
-                "cluster": spec.name,
-                "env": spec.env,
-                "base_domain": spec.base_domain,
-                "repo_url": spec.repo_url,
-                "repo_ref": spec.repo_ref,
-                "git_sha": sha,
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "outcome": outcome,
-                "steps": out.steps,
-            },
+            mask_data(
+                {
+                    "cluster": spec.name,
+                    "env": spec.env,
+                    "base_domain": spec.base_domain,
+                    "repo_url": spec.repo_url,
+                    "repo_ref": spec.repo_ref,
+                    "git_sha": sha,
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "outcome": outcome,
+                    "steps": out.steps,
+                }
+            ),
         )
         say(f"trace: {project.rel(trace)}")
     return trace

@@ -55,7 +55,12 @@ class L1Layer:
         return ArtifactStore(self.settings.artifacts_dir, name)
 
     def variables(self, spec: specs.TemplateSpec) -> specs.PackerVariables:
-        return specs.packer_variables(spec, self.settings, self.env_layers, self._expanded)
+        from tasks.runtime.secrets import MASKER
+
+        pv = specs.packer_variables(spec, self.settings, self.env_layers, self._expanded)
+        # A variable the template marks sensitive is a secret whatever its env name says.
+        MASKER.add_all(pv.values[name] for name in pv.secret_names)
+        return pv
 
     def fingerprint(self, spec: specs.TemplateSpec) -> tuple[Fingerprint, specs.PackerVariables]:
         pv = self.variables(spec)

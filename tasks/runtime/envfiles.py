@@ -12,10 +12,13 @@ from tasks.runtime.errors import ConfigError
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def read_env_file(path: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def read_env_file(
+    path: Path, base: Mapping[str, str] | None = None, secret: bool = False
+) -> dict[str, str]:
     """Parse `path`; `${VAR}` references resolve against `base` (lower layers) and earlier lines.
 
-    Single-quoted values are taken literally, as a shell would.
+    Single-quoted values are taken literally, as a shell would. In a `secret` file a malformed
+    line may be a pasted value, so errors name its line but never quote it.
     """
     parse_stream, parse_variables = _dotenv_parsers()
 
@@ -38,15 +41,14 @@ def read_env_file(path: Path, base: Mapping[str, str] | None = None) -> dict[str
             )
         if binding.key is None:
             continue  # blank line or comment
+        shown = "this line's name" if secret else repr(binding.key)
         if not _NAME.match(binding.key):
             raise ConfigError(
-                f"{path}:{line}: {binding.key!r} is not a valid variable name "
+                f"{path}:{line}: {shown} is not a valid variable name "
                 "(letters, digits and '_', not starting with a digit)"
             )
         if binding.value is None:
-            raise ConfigError(
-                f"{path}:{line}: {binding.key} has no '='; expected {binding.key}=value"
-            )
+            raise ConfigError(f"{path}:{line}: {shown} has no '='; expected NAME=value")
         after_eq = (
             binding.original.string.split("=", 1)[1].lstrip()
             if "=" in binding.original.string

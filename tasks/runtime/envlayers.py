@@ -109,7 +109,7 @@ def _file_layer(
                 f"{path}: env file not found", hint="check the path given to the flag"
             )
         return Layer(name, origin=str(path), secret=secret, skipped="file not present")
-    values = read_env_file(path, below)
+    values = read_env_file(path, below, secret=secret)
     return Layer(name, values, origin=str(path), secret=secret)
 
 
@@ -189,8 +189,12 @@ def resolve_env(
         add(Layer("doppler", dict(values), origin="doppler", secret=True))
     add(override)
 
-    resolved = EnvLayers(chain, layers)
-    for key, value in resolved.values.items():
-        if resolved.is_secret(key):
-            MASKER.add(value)
-    return resolved
+    # Every secret is masked, the ones a higher layer shadows included: they are still in a file.
+    for layer in layers:
+        if layer.used:
+            MASKER.add_all(
+                v
+                for k, v in layer.values.items()
+                if k not in DOPPLER_METADATA and (layer.secret or is_secret_name(k))
+            )
+    return EnvLayers(chain, layers)

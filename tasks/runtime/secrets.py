@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "***"
 # Name segments (split on "_") that mark a variable as secret.
@@ -105,3 +106,14 @@ MASKER = Masker()
 def mask(text: str) -> str:
     """Mask every known secret in `text`."""
     return MASKER.mask(text)
+
+
+def mask_data(value: Any) -> Any:
+    """`value` with every string inside it masked, however deep in dicts, lists and tuples."""
+    if isinstance(value, str):
+        return MASKER.mask(value)
+    if isinstance(value, dict):
+        return {k: mask_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_data(v) for v in value]
+    return value

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.runtime.files import atomic_write_json
-from tasks.runtime.secrets import mask
+from tasks.runtime.secrets import mask, mask_data
 
 
 def utc_now() -> str:
@@ -32,7 +32,7 @@ class Trace:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def step(self, record: dict[str, Any]) -> None:
-        self.steps.append({k: mask(v) if isinstance(v, str) else v for k, v in record.items()})
+        self.steps.append(mask_data(record))
 
     def write(self, outcome: str) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -48,7 +48,7 @@ class Trace:
                 "ended": utc_now(),
                 "outcome": outcome,
                 "steps": self.steps,
-                **{k: mask(v) if isinstance(v, str) else v for k, v in self.extra.items()},
+                **mask_data(self.extra),
             },
         )
         return path
