@@ -25,7 +25,10 @@ def _tracked_files(root: Path) -> set[Path] | None:
 
 def _protected(path: Path, root: Path, tracked: set[Path] | None) -> str | None:
     """Why `path` must never be removed, or None."""
-    rel = path.relative_to(root)
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return None  # a link under .work/ that leads out of the checkout: only the link goes
     if rel.parts and rel.parts[0] == "inventory":
         return "inventory"
     if path.name.endswith(".env") or path.name.startswith(".env"):

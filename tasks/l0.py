@@ -49,20 +49,26 @@ def run_runway(c, *, profile=None, serial=False, as_json=False) -> None:
         inputs.l2_error = exc.message.splitlines()[0]
     probes = env_probes(inputs) + tool_probes(inputs)
     client = None
+    settings_error: ConfigError | None = None
     try:
         from tasks.adapters.proxmox import ProxmoxClient
 
         client = ProxmoxClient.from_env(values)
-    except ConfigError:
-        pass  # the env rows above say what is wrong
+    except ConfigError as exc:
+        settings_error = exc
     if client is not None:
         probes += api_probes(inputs, client)
     started = time.perf_counter()
     rows = run_probes(probes, serial=serial)
     wall = time.perf_counter() - started
-    if client is None:
+    if settings_error is not None:
         from tasks.runway.checks import SKIP, Row
 
+        # The env rows catch what is missing; a value that is there but unusable (an http://
+        # host, a non-numeric timeout, a CA file that does not exist) only shows up here.
+        rows.append(
+            Row("env: Proxmox settings", FAIL, settings_error.message, settings_error.hint or "")
+        )
         rows.append(Row("api", SKIP, "the Proxmox settings above are incomplete or invalid"))
     failed = [r for r in rows if r.status == FAIL and r.required]
     if as_json:

@@ -49,3 +49,15 @@ def test_clean_removes_generated_and_keeps_the_rest(sample_repo: Path) -> None:
 def test_clean_on_a_clean_tree(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "clean")
     assert result.returncode == 0 and "nothing to clean" in result.stdout
+
+
+def test_a_link_leading_out_of_the_checkout_is_removed_not_followed(
+    sample_repo: Path, tmp_path: Path
+) -> None:
+    outside = _touch(tmp_path / "elsewhere" / "keep.txt", "not ours\n")
+    link = sample_repo / ".work" / "kubeconfig-link"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside)
+    result = run_inv(sample_repo, "clean")
+    assert result.returncode == 0, result
+    assert not link.is_symlink() and outside.read_text() == "not ours\n"

@@ -54,6 +54,16 @@ def test_every_missing_variable_at_once(repo: Path, pve: PveFixture) -> None:
     assert pve.fake.requests == []
 
 
+def test_an_unusable_setting_fails_the_runway(repo: Path, pve: PveFixture) -> None:
+    """A value that is set but cannot be used (here a non-numeric timeout) is a failure."""
+    result = run_inv(repo, "l0.runway", "--json", env=pve.env(PVE_TIMEOUT="soon"))
+    assert result.returncode == 2, result
+    checks = rows(result)
+    assert checks["env: Proxmox settings"]["status"] == "fail"
+    assert "PVE_TIMEOUT" in checks["env: Proxmox settings"]["detail"]
+    assert checks["api"]["status"] == "skip"
+
+
 def test_token_id_format(repo: Path, pve: PveFixture) -> None:
     result = run_inv(repo, "l0.runway", env=pve.env(PM_TOKEN_ID="runner-token"))
     assert result.returncode == 2, result

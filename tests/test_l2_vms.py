@@ -201,6 +201,19 @@ def test_stable_manifest_is_the_template(lab) -> None:
     assert any(p.endswith("/qemu/9100/clone") for _m, p in pve.writes())
 
 
+def test_stable_manifests_follow_l1s_artifacts_setting(lab) -> None:
+    repo, pve = lab
+    pve.served.add_template(9101, "debian12-k3s-20260102")
+    layer = repo / "layers" / "l1" / "layer.yaml"
+    layer.write_text(layer.read_text().replace("artifacts: artifacts", "artifacts: built", 1))
+    manifest = repo / "layers" / "l1" / "built" / "debian12-k3s" / "stable.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(
+        json.dumps({"name": "debian12-k3s", "node": "pve1", "vmid": 9101, "storage": "local-lvm"})
+    )
+    assert "clone debian12-k3s (9101 on pve1)" in inv(lab, "l2.plan").stdout
+
+
 def test_invalid_declaration_names_file_and_block(lab) -> None:
     repo, pve = lab
     hcl = repo / "layers" / "l2" / "vms.hcl"

@@ -94,8 +94,10 @@ def declared_nodes_and_storages(c) -> tuple[set[str], set[tuple[str, str]]]:
 
 
 def stable_manifests(root: Path) -> dict[str, Path]:
-    """layers/l1/artifacts/<template-name>/stable.json, by template name."""
-    base = root / "layers" / "l1" / "artifacts"
+    """Each template's stable.json in L1's artifacts folder (`artifacts:` in layers/l1/layer.yaml)."""
+    from tasks.packer_templates.spec import load_settings
+
+    base = load_settings(root / "layers" / "l1", None).artifacts_dir
     return {p.parent.name: p for p in sorted(base.glob("*/stable.json"))} if base.exists() else {}
 
 
