@@ -55,13 +55,13 @@ def clean_targets(project) -> list[Path]:
     return found
 
 
-def plan_removals(project) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files and folders to remove, and protected paths kept (with the reason)."""
+def plan_removals(project, targets: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files and folders under `targets` to remove, and protected paths kept (with the reason)."""
     root = project.root.resolve()
     tracked = _tracked_files(root)
     remove: list[Path] = []
     kept: list[tuple[Path, str]] = []
-    for target in clean_targets(project):
+    for target in targets:
         if target.is_file() or target.is_symlink():
             why = _protected(target.resolve(), root, tracked)
             (kept.append((target, why)) if why else remove.append(target))
@@ -85,7 +85,8 @@ def clean(c, dry_run=False):
     from tasks.runtime.console import say
 
     project = c.project
-    remove, kept = plan_removals(project)
+    targets = clean_targets(project)
+    remove, kept = plan_removals(project, targets)
     for path, why in kept:
         say(f"keep     {project.rel(path)} ({why})")
     if not remove:
@@ -103,7 +104,7 @@ def clean(c, dry_run=False):
             path.unlink(missing_ok=True)
     # Folders emptied by removing their generated files go too, unless tracked content remains.
     if not dry_run:
-        for target in clean_targets(project):
+        for target in targets:
             if target.is_dir():
                 for folder in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
                     if not any(folder.iterdir()):

@@ -24,7 +24,7 @@ def reconcile(c, force=False, dry_run=False, profile=None):
     c.use_env("cluster", profile)
     settings = GitOpsSettings.load(c.project)
     check_mode_files_pushed(settings, force=force)
-    kube = Kube(c, dry_run=dry_run, namespace=settings["flux_namespace"])
+    kube = Kube(c, dry_run=dry_run)
     order = stack_order(settings, flux_kustomizations(settings, kube))
     reconcile_stack(settings, kube, order)
     say(("dry run: " if dry_run else "reconciled: ") + " -> ".join(k.name for k in order))
@@ -47,7 +47,7 @@ def diff(c, area, profile=None):
 
     c.use_env("cluster", profile)
     settings = GitOpsSettings.load(c.project)
-    kube = Kube(c, namespace=settings["flux_namespace"])
+    kube = Kube(c)
     found = {k.name: k for k in flux_kustomizations(settings, kube)}
     if area not in found:
         raise ConfigError(

@@ -32,12 +32,10 @@ class Kube:
         c: HomelabContext,
         *,
         dry_run: bool = False,
-        namespace: str = "flux-system",
         env: dict[str, str] | None = None,
     ):
         self.c = c
         self.dry_run = dry_run
-        self.namespace = namespace
         self.env = dict(env or {})  # on top of the resolved env (e.g. a cluster's own KUBECONFIG)
 
     def _run(
@@ -48,7 +46,6 @@ class Kube:
         mutating: bool,
         stdin: str | None = None,
         check: bool = True,
-        quiet: bool = False,
     ):
         from tasks.runtime.console import say
 
@@ -59,12 +56,10 @@ class Kube:
         kwargs: dict[str, Any] = {"hide": True, "warn": True, "env": self.env}
         if stdin is not None:
             kwargs["in_stream"] = _WholeStream(stdin)
-        if mutating and not quiet:
+        if mutating:
             say(f"$ {command}")
         try:
             result = self.c.run(command, **kwargs)
-        except CommandFailed:
-            raise
         except OSError as exc:
             raise ExternalError(
                 f"{tool}: cannot run: {exc}", hint=f"install {tool} or put it on PATH"
@@ -74,7 +69,7 @@ class Kube:
         if check and result.failed:
             tail = " | ".join((result.stderr or result.stdout or "").strip().splitlines()[-3:])
             raise CommandFailed(command, result.exited, tail)
-        if mutating and not quiet and result.stdout.strip():
+        if mutating and result.stdout.strip():
             for line in result.stdout.strip().splitlines():
                 say(f"    {line}")
         return result

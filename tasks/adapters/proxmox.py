@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.runtime.envlayers import truthy
 from tasks.runtime.errors import ConfigError, ExternalError
 from tasks.runtime.secrets import MASKER, mask
 
@@ -108,7 +109,6 @@ class PveSettings:
     token_secret: str
     node: str
     storage_vm: str
-    storage_iso: str | None = None
     verify: bool | str = True  # True, False or a CA bundle path
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
@@ -156,7 +156,7 @@ class PveSettings:
             else:
                 user, name = match.group("user"), match.group("name")
         verify: bool | str = True
-        if _truthy(env.get("PVE_TLS_INSECURE")):
+        if truthy(env.get("PVE_TLS_INSECURE")):
             verify = False
         elif (env.get("PVE_CA_BUNDLE") or "").strip():
             bundle = Path(env["PVE_CA_BUNDLE"].strip()).expanduser()
@@ -183,17 +183,12 @@ class PveSettings:
             token_secret=secret,
             node=env["PVE_NODE"].strip(),
             storage_vm=env["PVE_STORAGE_VM"].strip(),
-            storage_iso=(env.get("PVE_STORAGE_ISO") or "").strip() or None,
             verify=verify,
             timeout=timeout,
             retries=max(1, retries),
             backoff=backoff,
             call_log=(env.get("PVE_CALL_LOG") or "").strip() or None,
         )
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _number(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
@@ -542,10 +537,6 @@ class ProxmoxClient:
     def vm_config(self, vmid: int | str, node: str | None = None) -> dict[str, Any]:
         """GET /nodes/{node}/qemu/{vmid}/config."""
         return self.get(f"/nodes/{node or self.node}/qemu/{vmid}/config") or {}
-
-    def next_vmid(self) -> int:
-        """GET /cluster/nextid: the lowest free VMID."""
-        return int(self.get("/cluster/nextid"))
 
 
 def _wire(value: Any) -> Any:

@@ -22,7 +22,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -306,16 +306,6 @@ def run_command(
     return RemoteResult(exited, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
 
-def put_file(conn: Connection, data: bytes, remote_path: str, mode: int = 0o600) -> None:
-    """Write a file on the host through SFTP, mode set before any content is written."""
-    try:
-        with conn.sftp().open(remote_path, "wb") as fh:
-            fh.chmod(mode)
-            fh.write(data)
-    except (OSError, paramiko.SSHException) as exc:
-        raise SshFailure("failed", f"cannot write {remote_path}: {exc}") from None
-
-
 @dataclass
 class HostOutcome:
     """One row of a fan-out's result table."""
@@ -326,7 +316,6 @@ class HostOutcome:
     exited: int | None = None
     detail: str = ""
     value: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -339,7 +328,6 @@ def fan_out(
     work: Callable[[Connection, SshTarget], HostOutcome],
     *,
     parallel: int = 10,
-    on_done: Callable[[HostOutcome], None] | None = None,
 ) -> list[HostOutcome]:
     """Connect to every target (at most `parallel` at a time), run `work`, one outcome each."""
     targets = list(targets)
@@ -358,8 +346,6 @@ def fan_out(
             if conn is not None:
                 close_connection(conn)
         outcome.seconds = time.monotonic() - started
-        if on_done is not None:
-            on_done(outcome)
         return outcome
 
     if not targets:
@@ -376,7 +362,6 @@ def run_everywhere(
     env: Mapping[str, str] | None = None,
     parallel: int = 10,
     timeout: float | None = None,
-    on_done: Callable[[HostOutcome], None] | None = None,
 ) -> list[HostOutcome]:
     """`command` on every target; a non-zero exit is `failed` with the last line of stderr."""
 
@@ -387,4 +372,4 @@ def run_everywhere(
         last = lines.splitlines()[-1] if lines else ""
         return HostOutcome(target.name, status, 0.0, result.exited, last, value=result)
 
-    return fan_out(targets, settings, work, parallel=parallel, on_done=on_done)
+    return fan_out(targets, settings, work, parallel=parallel)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 
 from tasks.runtime.errors import ConfigError, ExternalError, HomelabError, RefusedError
 from tasks.runtime.secrets import mask_data
+from tasks.runtime.trace import utc_now
 
 if TYPE_CHECKING:
     from tasks.adapters.kube import Kube
@@ -270,7 +270,7 @@ def run(c, name: str, *, dry_run: bool) -> Path | None:
                     "repo_url": spec.repo_url,
                     "repo_ref": spec.repo_ref,
                     "git_sha": sha,
-                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "timestamp": utc_now(),
                     "outcome": outcome,
                     "steps": out.steps,
                 }

@@ -29,7 +29,7 @@ def _tools(sc: StepContext) -> tuple[GitOpsSettings, Kube]:
     from tasks.gitopsside.settings import GitOpsSettings
 
     settings = GitOpsSettings.load(sc.c.project)
-    return settings, Kube(sc.c, namespace=settings["flux_namespace"])
+    return settings, Kube(sc.c)
 
 
 def kubeconfig_paths(env: dict[str, str]) -> list[Path]:
@@ -79,7 +79,7 @@ def runtime_inputs(sc: StepContext, settings: GitOpsSettings) -> dict[str, str]:
     from tasks.runtime.secrets import MASKER
 
     names = runtime_input_names(settings)
-    missing = [n for n in names if not (sc.c.env.get(n) or "").strip()]
+    missing = sc.c.env_layers.missing(names)
     if missing:
         raise ConfigError(
             f"missing runtime-input variable(s): {', '.join(missing)}",

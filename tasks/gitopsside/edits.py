@@ -6,6 +6,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from tasks.runtime.config import parse_yaml
 from tasks.runtime.errors import ConfigError
 
 
@@ -15,18 +16,6 @@ def unified_diff(old: str, new: str, name: str) -> str:
             old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{name}", f"b/{name}"
         )
     )
-
-
-def _safe_load(text: str, where: str) -> Any:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{where}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
 
 
 def _data(doc: Any, key: str, where: str) -> dict[str, Any]:
@@ -68,7 +57,7 @@ def set_data_value(path: Path, key: str, value: str, where: str) -> tuple[str, s
         old_text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{where}: file not found") from None
-    data = _data(_safe_load(old_text, where), key, where)
+    data = _data(parse_yaml(old_text, where), key, where)
     old_value = data[key]
     if str(old_value) == value:
         return old_text, old_text, str(old_value)
@@ -78,7 +67,7 @@ def set_data_value(path: Path, key: str, value: str, where: str) -> tuple[str, s
         quote = '"'  # a plain scalar that would not stay a plain string
     start, end = node.start_mark.index, node.end_mark.index
     new_text = f"{old_text[:start]}{quote}{value}{quote}{old_text[end:]}"
-    if _data(_safe_load(new_text, where), key, where) != {**data, key: value}:
+    if _data(parse_yaml(new_text, where), key, where) != {**data, key: value}:
         raise ConfigError(
             f"{where}: could not change data.{key} without touching other keys; edit it by hand"
         )

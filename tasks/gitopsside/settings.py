@@ -97,19 +97,15 @@ def _gitops_section(project: Project) -> dict[str, object]:
     Not through project.settings: its JSON Schema check imports jsonschema (~65 ms), a third of a
     mode target's whole run, and this section is a handful of strings.
     """
-    import yaml
+    from tasks.runtime.config import parse_yaml
 
     path = project.inventory / "runner.yaml"
     where = project.rel(path)
     try:
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{where}: runner settings not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{where}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    data = parse_yaml(text, where) or {}
     section = data.get("gitops") if isinstance(data, dict) else None
     if not isinstance(section, dict):
         raise ConfigError(

@@ -92,7 +92,7 @@ def build_template(
             f"{builds[0].get('artifact_id')!r})",
             hint="a non-Proxmox builder must put the VMID in the manifest's custom_data.vmid",
         )
-    data = _artifact_data(l1, spec, vmid, fp.value, fp.inputs, version.text, run_uuid, log_path)
+    data = _artifact_data(l1, spec, vmid, fp, pv, version.text, run_uuid, log_path)
     artifact = store.write(data)
     say(
         f"{spec.name}: template {data['name']} (vmid {vmid} on {data['node']}, storage "
@@ -136,9 +136,7 @@ def _run_packer(c, l1, spec, values, version, manifest_path, log_path) -> str:
     return run_uuid
 
 
-def _artifact_data(
-    l1, spec, vmid, fingerprint, inputs, packer_version, run_uuid, log_path
-) -> dict[str, Any]:
+def _artifact_data(l1, spec, vmid, fp, pv, packer_version, run_uuid, log_path) -> dict[str, Any]:
     """Read the built template back from Proxmox; the artifact manifest's content."""
     pve = l1.pve()
     vm = read_vms(pve).get(vmid)
@@ -153,7 +151,6 @@ def _artifact_data(
             f"template {spec.name}: VM {vmid} on {vm.node} is not a template",
             hint="Packer's proxmox builders convert the VM at the end of a build; check its log",
         )
-    _fp, pv = l1.fingerprint(spec)
     return {
         "name": str(config.get("name") or vm.name),
         "template": spec.name,
@@ -162,8 +159,8 @@ def _artifact_data(
         "storage": disk_storage(config) or pve.storage,
         "created_at": utc_iso(),
         "description": str(config.get("description") or "").strip(),
-        "fingerprint": fingerprint,
-        "inputs": inputs,
+        "fingerprint": fp.value,
+        "inputs": fp.inputs,
         "packer_version": packer_version,
         "packer_run_uuid": run_uuid,
         "builder": ", ".join(sorted(spec.builders)),

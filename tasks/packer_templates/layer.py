@@ -95,7 +95,7 @@ class L1Layer:
     @cached_property
     def ca_bundle(self) -> str | None:
         """The CA Packer should verify PVE with (PVE_CA_BUNDLE), unless TLS checks are off."""
-        if (self.env.get("PVE_TLS_INSECURE") or "").strip().lower() in {"1", "true", "yes", "on"}:
+        if self.env_layers.flag("PVE_TLS_INSECURE"):
             return None
         return (self.env.get("PVE_CA_BUNDLE") or "").strip() or None
 

@@ -186,9 +186,9 @@ def load_settings(layer_dir: Path, cache_dir: Path | None) -> L1Settings:
 
 def _yaml_load(path: Path):
     def parse(text: str) -> Any:
-        from tasks.runtime.config import load_yaml_file
+        from tasks.runtime.config import parse_yaml
 
-        return load_yaml_file(path, what="layer manifest")
+        return parse_yaml(text, str(path))
 
     return parse
 

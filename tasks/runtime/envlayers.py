@@ -75,7 +75,7 @@ class EnvLayers:
         raw = self.values.get(name)
         if raw is None or raw.strip() == "":
             return default
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
+        return truthy(raw)
 
     def is_secret(self, name: str) -> bool:
         if name in DOPPLER_METADATA:
@@ -89,6 +89,11 @@ class EnvLayers:
 
     def missing(self, names: list[str]) -> list[str]:
         return [n for n in names if not (self.values.get(n) or "").strip()]
+
+
+def truthy(raw: str | None) -> bool:
+    """How every env switch reads: 1, true, yes or on (any case) is true; anything else false."""
+    return (raw or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def doppler_switch(env: Mapping[str, str]) -> tuple[bool, str]:

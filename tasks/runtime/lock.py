@@ -5,10 +5,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import time
 from pathlib import Path
 
 from tasks.runtime.errors import RefusedError
+from tasks.runtime.trace import utc_now
 
 
 def _alive(pid: int) -> bool:
@@ -57,7 +57,7 @@ class RunLock:
         ):
             self.took_over = previous
         os.ftruncate(fd, 0)
-        record = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        record = {"pid": os.getpid(), "started": utc_now()}
         os.write(fd, json.dumps(record).encode())
         self._fd = fd
         return self

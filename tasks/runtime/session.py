@@ -16,13 +16,11 @@ class Session:
         self.project = project
         self._chains: dict[tuple, EnvLayers] = {}
         self._doppler: dict[str, str] | None = None
-        self.doppler_fetches = 0
 
     def _fetch_doppler(self, env) -> dict[str, str]:
         if self._doppler is None:
             from tasks.runtime.doppler import fetch_secrets
 
-            self.doppler_fetches += 1
             self._doppler = fetch_secrets({**os.environ, **env})
         return self._doppler
 

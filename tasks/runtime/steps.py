@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tasks.runtime.errors import ConfigError, HomelabError
+from tasks.runtime.trace import utc_now
 
 if TYPE_CHECKING:
     from tasks.runtime.context import HomelabContext
@@ -256,7 +257,7 @@ class StepRunner:
                     say(f"[{position}/{total}] {entry.step.id} ({plan.mode})")
                     sc = StepContext(self.c, plan.env, plan.mode, dict(options or {}))
                     started, t0 = (
-                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        utc_now(),
                         time.monotonic(),
                     )
                     try:
@@ -279,7 +280,7 @@ class StepRunner:
                         {
                             **record,
                             "started": started,
-                            "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "ended": utc_now(),
                             "seconds": round(elapsed, 3),
                             "outcome": step_outcome,
                             "exit_code": failure.exit_code if failure else 0,

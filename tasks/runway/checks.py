@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.runtime.envlayers import truthy
 from tasks.runtime.errors import HomelabError
 
 OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
@@ -88,7 +89,7 @@ def env_probes(inputs: RunwayInputs) -> list[Probe]:
         ]
 
     def tls_mode() -> list[Row]:
-        if (inputs.env.get("PVE_TLS_INSECURE") or "").strip().lower() in {"1", "true", "yes", "on"}:
+        if truthy(inputs.env.get("PVE_TLS_INSECURE")):
             return [
                 Row(
                     "tls: verification",

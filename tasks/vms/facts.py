@@ -182,15 +182,3 @@ def agent_ips(answer: Any) -> list[str]:
             if text not in ips:
                 ips.append(text)
     return ips
-
-
-def cloud_init_ips(config: dict[str, Any]) -> list[str]:
-    """Static addresses from ipconfigN (`ip=10.0.20.11/24,gw=...`)."""
-    ips = []
-    for key in sorted(k for k in config if re.fullmatch(r"ipconfig\d+", k)):
-        _first, props = parse_props(config[key])
-        for name in ("ip", "ip6"):
-            value = props.get(name, "")
-            if "/" in value:
-                ips.append(value.split("/")[0])
-    return ips

@@ -56,7 +56,7 @@ def layer_settings(layer_dir: Path) -> dict[str, Any]:
     return data
 
 
-def open_l2(c, *, profile: str | None = None, need_client: bool = True) -> L2Context:
+def open_l2(c, *, profile: str | None = None) -> L2Context:
     """Resolve the env, read layer settings and declarations, build the Proxmox client."""
     from tasks.adapters.proxmox import ProxmoxClient
 
@@ -64,7 +64,7 @@ def open_l2(c, *, profile: str | None = None, need_client: bool = True) -> L2Con
     project = c.project
     layer_dir = project.layers / "l2"
     settings = layer_settings(layer_dir)
-    client = ProxmoxClient.from_env(env.values) if need_client else None
+    client = ProxmoxClient.from_env(env.values)
     node = client.node if client else (env.get("PVE_NODE") or "")
     specs = load_specs(layer_dir, project.root, node)
     return L2Context(
