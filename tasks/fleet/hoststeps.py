@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shlex
 from typing import TYPE_CHECKING
 
 from tasks.runtime.errors import ConfigError, ExternalError
@@ -72,7 +73,7 @@ def _public_address(sc: StepContext, target: SshTarget, settings: SshSettings) -
         try:
             raw = _run(
                 conn,
-                f"curl -fsS --max-time 10 '{url}' || wget -qO- -T 10 '{url}'",
+                f"curl -fsS --max-time 10 {shlex.quote(url)} || wget -qO- -T 10 {shlex.quote(url)}",
                 f"asking {target.name} for its public address",
             )
         finally:
