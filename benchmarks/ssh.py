@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from results import BIN, median_seconds, write_section  # noqa: E402
+from run_support import standalone_effects  # noqa: E402
 
 import tasks  # noqa: E402,F401  (the root tasks.py: makes `tasks.*` importable)
 from tasks.rehearsal.ssh_standins import SshLab, sshd_unavailable_reason  # noqa: E402
@@ -39,7 +40,14 @@ def fan_out(lab: SshLab, runs: int = 5) -> tuple[float, float]:
         times = []
         for _ in range(runs + 1):
             t0 = time.perf_counter()
-            outcomes = run_everywhere(targets, settings, "uname -n", parallel=parallel)
+            outcomes = run_everywhere(
+                standalone_effects(),
+                targets,
+                settings,
+                "uname -n",
+                mutates=False,
+                parallel=parallel,
+            )
             times.append(time.perf_counter() - t0)
             assert all(o.ok for o in outcomes), [o.detail for o in outcomes if not o.ok]
         return statistics.median(times[1:])

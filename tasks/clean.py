@@ -4,23 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from invoke import task
-
-
-def _tracked_files(root: Path) -> set[Path] | None:
-    """Files git tracks under `root`, or None when this is not a git checkout."""
-    import subprocess
-
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(root), "ls-files", "-z", "--cached"],
-            capture_output=True,
-            check=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {(root / name).resolve() for name in proc.stdout.decode().split("\0") if name}
+from tasks.runtime.cli import task
 
 
 def _protected(path: Path, root: Path, tracked: set[Path] | None) -> str | None:
@@ -38,27 +22,42 @@ def _protected(path: Path, root: Path, tracked: set[Path] | None) -> str | None:
     return None
 
 
-def clean_targets(project) -> list[Path]:
-    """`.work/` plus every path a layer declares as generated, that exists."""
+# Kept by a plain `inv clean`: the run history (traces) and the locks of runs in progress.
+KEPT_UNDER_WORK = ("traces", "locks")
+
+
+def clean_targets(project, *, everything: bool = False) -> list[Path]:
+    """What `.work/` holds (but the history, unless `everything`) plus every path a layer
+    declares as generated, that exists."""
     from tasks.runtime.config import load_layer_manifests
 
-    candidates = [project.work]
+    candidates: list[Path] = []
+    if project.work.is_symlink() or project.work.is_file():
+        candidates.append(project.work)
+    elif project.work.is_dir():
+        keep = ("locks",) if everything else KEPT_UNDER_WORK
+        candidates += sorted(p for p in project.work.iterdir() if p.name not in keep)
     for layer, manifest in load_layer_manifests(project).items():
         for pattern in manifest.get("generated") or []:
             candidates.extend(sorted((project.layers / layer).glob(pattern)))
     root = project.root.resolve()
     found = []
     for path in candidates:
+        if path.is_symlink():
+            found.append(path)  # a link goes, never what it points at
+            continue
         resolved = path.resolve()
         if path.exists() and resolved != root and root in resolved.parents and path not in found:
             found.append(path)
     return found
 
 
-def plan_removals(project, targets: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+def plan_removals(run, targets: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Files and folders under `targets` to remove, and protected paths kept (with the reason)."""
-    root = project.root.resolve()
-    tracked = _tracked_files(root)
+    from tasks.adapters.git import Git
+
+    root = run.project.root.resolve()
+    tracked = Git(run.effects).tracked_files(root)
     remove: list[Path] = []
     kept: list[tuple[Path, str]] = []
     for target in targets:
@@ -77,36 +76,57 @@ def plan_removals(project, targets: list[Path]) -> tuple[list[Path], list[tuple[
     return remove, kept
 
 
-@task(help={"dry_run": "list what would be removed and remove nothing"})
-def clean(c, dry_run=False):
-    """Remove generated local state: .work/, rendered inventories, caches, build output."""
-    import shutil
-
+@task(
+    doppler=False,
+    help={
+        "dry_run": "list what would be removed and remove nothing",
+        "all": "also remove the run history (.work/traces/)",
+    },
+)
+def clean(run, dry_run=False, all=False):
+    """Remove generated local state: .work/ (but the run history), caches, build output."""
     from tasks.runtime.console import say
+    from tasks.runtime.steps import Action, Plan
 
-    project = c.project
-    targets = clean_targets(project)
-    remove, kept = plan_removals(project, targets)
+    project = run.project
+    targets = clean_targets(project, everything=all)
+    remove, kept = plan_removals(run, targets)
     for path, why in kept:
         say(f"keep     {project.rel(path)} ({why})")
+    if not all and (project.work / "traces").is_dir():
+        runs = sum(1 for _ in (project.work / "traces").glob("*.json"))
+        say(
+            f"keep     .work/traces/ (the run history: {runs} run(s); `inv clean --all` removes it)"
+        )
     if not remove:
         say("nothing to clean")
         return
+
+    def remover(path: Path):
+        def action(sc) -> None:
+            sc.effects.remove(path, what=project.rel(path))
+
+        return action
+
+    verb = "would remove" if run.dry_run else "remove"
+    actions = []
     for path in remove:
-        say(
-            f"{'would remove' if dry_run else 'remove'}  {project.rel(path)}{'/' if path.is_dir() else ''}"
-        )
-        if dry_run:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    # Folders emptied by removing their generated files go too, unless tracked content remains.
-    if not dry_run:
+        shown = project.rel(path) + ("/" if path.is_dir() and not path.is_symlink() else "")
+        say(f"{verb}  {shown}")
+        actions.append(Action(f"remove {shown}", "", remover(path)))
+    actions.append(Action("tidy", "remove folders the removals emptied", _tidy(targets)))
+    run.execute(Plan("clean", "clean", actions, show_plan=False))
+    if not run.dry_run:
+        say(f"removed {len(remove)} path(s)")
+
+
+def _tidy(targets: list[Path]):
+    def action(sc) -> None:
+        # Folders emptied by removing their generated files go too, unless tracked content remains.
         for target in targets:
-            if target.is_dir():
+            if target.is_dir() and not target.is_symlink():
                 for folder in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
                     if not any(folder.iterdir()):
                         folder.rmdir()
-    say(f"{'would remove' if dry_run else 'removed'} {len(remove)} path(s)")
+
+    return action

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from invoke import task
-
+from tasks.runtime.cli import task
 from tasks.runtime.errors import ConfigError
 
 ENV_FLAGS = {
@@ -14,14 +13,13 @@ ENV_FLAGS = {
 }
 
 
-def _select(c, chain, profile, host_env, no_doppler):
-    if profile and host_env:
-        raise ConfigError(
-            "--profile belongs to the cluster chain and --host-env to the host chain; give one"
-        )
-    if host_env:
+def _chain(kwargs) -> str:
+    chain = kwargs.get("chain") or "cluster"
+    if kwargs.get("layer") == "host":
         chain = "host"
-    return c.use_env(chain, profile or host_env, doppler=not no_doppler)
+    if chain not in ("cluster", "host"):
+        raise ConfigError(f"--chain {chain!r}: expected cluster or host")
+    return chain
 
 
 def _declared_names(project) -> set[str]:
@@ -35,31 +33,41 @@ def _declared_names(project) -> set[str]:
 
 
 @task(
+    env=_chain,
+    check_settings=False,
     help={
         **ENV_FLAGS,
         "json": "print JSON instead of a table",
         "all": "include every variable of the process environment",
-    }
+    },
 )
-def show(c, json=False, all=False, profile=None, host_env=None, chain="cluster", no_doppler=False):
+def show(
+    run, json=False, all=False, profile=None, host_env=None, chain="cluster", no_doppler=False
+):
     """Show every resolved variable, its value (secrets masked) and the layer it came from."""
     import json as jsonlib
 
     from tasks.runtime.console import say, table
     from tasks.runtime.secrets import MASK, mask
+    from tasks.runtime.settings import bad_value, setting_for
 
-    env = _select(c, chain, profile, host_env, no_doppler)
+    env = run.env
     below_shell = {k for lyr in env.layers if lyr.used and lyr.name != "shell" for k in lyr.values}
-    interesting = below_shell | _declared_names(c.project)
+    interesting = below_shell | _declared_names(run.project)
     rows = []
-    for name in sorted(env.values):
+    for name in sorted(env.merged):
         source = env.source[name]
         if not all and source == "shell" and name not in interesting:
             continue
         secret = env.is_secret(name)
         # Masked before JSON escaping, which would hide a secret inside a value from the masker.
-        value = MASK if secret else mask(env.values[name])
-        rows.append({"name": name, "value": value, "layer": source, "secret": secret})
+        value = MASK if secret else mask(env.merged[name])
+        row = {"name": name, "value": value, "layer": source, "secret": secret}
+        setting = setting_for(name)
+        raw = env.merged[name]
+        if setting is not None and raw.strip() and setting.parse(raw) is None:
+            row["problem"] = mask(bad_value(name, raw, env.where(name), setting))
+        rows.append(row)
     layers = [
         {
             "name": lyr.name,
@@ -78,27 +86,44 @@ def show(c, json=False, all=False, profile=None, host_env=None, chain="cluster",
         state = f"{lyr['count']} vars" if lyr["used"] else f"skipped: {lyr['skipped']}"
         say(f"  {lyr['name']:<24} {state:<28} {lyr['origin']}")
     say("")
-    table(["NAME", "VALUE", "LAYER"], [[r["name"], r["value"], r["layer"]] for r in rows])
+    table(
+        ["NAME", "VALUE", "LAYER"],
+        [
+            [r["name"], r["value"] + (" (invalid)" if "problem" in r else ""), r["layer"]]
+            for r in rows
+        ],
+    )
+    for row in rows:
+        if "problem" in row:
+            say(f"invalid: {row['problem']}")
+
+
+def _layers() -> list[str]:
+    from tasks.runtime.config import load_layer_manifests
+    from tasks.runtime.project import Project
+
+    return sorted(load_layer_manifests(Project.current()))
 
 
 @task(
+    env=_chain,
+    check_settings=False,
+    choices={"layer": _layers},
     help={
         "layer": "the layer or orchestrator whose required variables to check (l0..l4, cluster, host)",
         **ENV_FLAGS,
-    }
+    },
 )
-def check(c, layer, profile=None, host_env=None, chain="cluster", no_doppler=False):
+def check(run, layer, profile=None, host_env=None, chain="cluster", no_doppler=False):
     """Report every missing required variable of LAYER at once."""
     from tasks.runtime.config import load_layer_manifests
     from tasks.runtime.console import say
 
-    manifests = load_layer_manifests(c.project)
+    manifests = load_layer_manifests(run.project)
     if layer not in manifests:
         known = ", ".join(sorted(manifests)) or "none"
         raise ConfigError(f"unknown layer {layer!r}; layers with a layer.yaml: {known}")
-    if layer == "host":
-        chain = "host"
-    env = _select(c, chain, profile, host_env, no_doppler)
+    env = run.env
     required = manifests[layer].get("required_env") or []
     missing = env.missing(required)
     for name in required:
@@ -107,7 +132,8 @@ def check(c, layer, profile=None, host_env=None, chain="cluster", no_doppler=Fal
     if missing:
         raise ConfigError(
             f"{layer}: {len(missing)} required variable(s) missing: {', '.join(missing)}",
-            hint="set them in inventory/config.env, inventory/profiles/*.env, Doppler or the shell "
+            hint="put non-secret values in inventory/config.env or inventory/profiles/local.env, "
+            "and secrets in inventory/profiles/secrets.env (git-ignored) or Doppler "
             "(`inv env.show` shows each layer)",
         )
     say(f"{layer}: all {len(required)} required variable(s) present")

@@ -1,9 +1,12 @@
-"""`inv up`: the layers in order, L0 first, stopping at the first failure."""
+"""`inv up`: the layers in order, L0 first, stopping at the first failure.
+
+Every layer runs inside this one Run: one env (selected once, from `--profile`), one trace, and
+each layer's own plan executed on the step engine with its own area lock.
+"""
 
 from __future__ import annotations
 
-from invoke import task
-
+from tasks.runtime.cli import task
 from tasks.runtime.errors import ConfigError
 from tasks.runtime.pipeline import LAYER_ORDER, STAGES
 
@@ -37,10 +40,10 @@ def build_up_orchestrator(first: str, last: str):
         "from_": "first layer to run (l0..l4; default l0)",
         "to": "last layer to run (l0..l4; default l4)",
         "dry_run": "print the resolved plan and exit without running anything",
-        "profile": "extra env file, highest precedence",
+        "profile": "extra env file, highest precedence (one env for every layer)",
     },
 )
-def up(c, from_="l0", to="l4", dry_run=False, profile=None):
+def up(run, from_="l0", to="l4", dry_run=False, profile=None):
     """Run the layers in order (L0 runway first; L1 only when templates are stale)."""
     from tasks.runtime.console import say
     from tasks.runtime.steps import run_orchestrator
@@ -49,4 +52,4 @@ def up(c, from_="l0", to="l4", dry_run=False, profile=None):
     if not orch.apply_steps:
         say(f"no layer between {from_} and {to} is installed; nothing to run")
         return
-    run_orchestrator(c, orch, "apply", task_name="up", override=profile, dry_run=dry_run)
+    run_orchestrator(run, orch, "apply")

@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 INV = str(BIN / "inv")
-STANDINS = Path(__file__).resolve().parent / "standins"
+STANDINS = REPO / "tasks" / "rehearsal" / "standins"
 
 # Variables from the developer's or CI's shell that would change what the runner does.
 _SCRUB_PREFIXES = (

@@ -14,8 +14,8 @@ def _touch(path: Path, text: str = "x") -> Path:
 
 
 def test_clean_removes_generated_and_keeps_the_rest(sample_repo: Path) -> None:
+    history = _touch(sample_repo / ".work" / "traces" / "t.json")
     generated = [
-        _touch(sample_repo / ".work" / "traces" / "t.json"),
         _touch(sample_repo / ".work" / "inventory" / "hosts.ini"),
         _touch(sample_repo / "layers" / "l1" / "packer_cache" / "iso.bin"),
         _touch(sample_repo / "layers" / "l3" / "site.retry"),
@@ -34,6 +34,7 @@ def test_clean_removes_generated_and_keeps_the_rest(sample_repo: Path) -> None:
     )
     assert "keep     .work/handoff.env (env file)" in dry.stdout
     assert "keep     layers/l1/notes.log (tracked by git)" in dry.stdout
+    assert "keep     .work/traces/ (the run history: 1 run(s)" in dry.stdout
     assert all(p.exists() for p in generated)
 
     real = run_inv(sample_repo, "clean")
@@ -44,6 +45,11 @@ def test_clean_removes_generated_and_keeps_the_rest(sample_repo: Path) -> None:
 
     again = run_inv(sample_repo, "clean")
     assert again.returncode == 0 and "nothing to clean" in again.stdout, again
+    assert history.exists()  # the run history stays unless --all
+
+    everything = run_inv(sample_repo, "clean", "--all")
+    assert everything.returncode == 0 and "remove  .work/traces/" in everything.stdout
+    assert not history.exists()
 
 
 def test_clean_on_a_clean_tree(sample_repo: Path) -> None:

@@ -84,7 +84,7 @@ def test_apply_dry_run_makes_no_cluster_call(sample_repo: Path, tmp_path: Path) 
     assert result.returncode == 0, result
     assert (
         "15_verify_cluster_access" in result.stdout
-        and "dry run: nothing was executed" in result.stdout
+        and "dry run: nothing was changed" in result.stdout
     )
     assert calls(tmp_path, with_kustomize=True) == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,9 +29,10 @@ def test_platform_certs_prod_is_a_one_line_diff(sample_repo: Path) -> None:
     assert after == before.replace('"letsencrypt-staging"', '"letsencrypt-prod"', 1)
     assert "+  CERT_ISSUER" in result.stdout  # the diff is printed
     assert "inv flux.reconcile" in result.stdout and "git push" in result.stdout
-    assert not any(
-        p.name.endswith(".json") for p in work_files(sample_repo)
-    )  # no cluster call, no trace
+    (trace,) = [p for p in work_files(sample_repo) if p.suffix == ".json"]  # the run's trace only
+    effects = json.loads(trace.read_text())["effects"]
+    assert [e["target"] for e in effects if e["mutates"]] == [f"write {sample_repo / SETTINGS}"]
+    assert not any(e["target"].startswith(("kubectl", "flux")) for e in effects)  # no cluster call
 
 
 def test_platform_certs_dry_run_and_already_set(sample_repo: Path) -> None:
@@ -130,7 +132,8 @@ def test_mode_targets_follow_runner_settings(sample_repo: Path) -> None:
 def test_crash_between_write_and_rename_leaves_the_old_file(
     sample_repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks.gitopsside import edits
+    from run_support import make_run
+
     from tasks.runtime import files
 
     target = sample_repo / TENANTS
@@ -141,14 +144,8 @@ def test_crash_between_write_and_rename_leaves_the_old_file(
 
     monkeypatch.setattr(files.os, "replace", crash)
 
-    class Settings:
-        def rel(self, path: Path) -> str:
-            return str(path)
-
     with pytest.raises(KeyboardInterrupt):
-        edits.apply_local_edit(
-            Settings(), target, old, "new: content\n", dry_run=False, what="app mode: x"
-        )
+        make_run(sample_repo).effects.write_file(target, "new: content\n")
     assert target.read_text() == old
     assert [
         p.name for p in target.parent.iterdir() if p.name.startswith(".")

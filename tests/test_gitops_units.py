@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.gitopsside.facts import names, ready_states, server_version
-from tasks.gitopsside.tree import VAR_PATTERN, FluxKustomization, stack_order
+from tasks.gitops.facts import names, ready_states, server_version
+from tasks.gitops.tree import VAR_PATTERN, FluxKustomization, stack_order
 from tasks.runtime.errors import ConfigError
 
 

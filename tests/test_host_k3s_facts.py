@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from tasks.adapters.ssh import secret_env_prologue
-from tasks.fleet.ansible import parse_recap
-from tasks.fleet.k3s import K3sSpec, parse_facts, plan, rewrite_kubeconfig
+from tasks.host.k3s import K3sSpec, parse_facts, plan, rewrite_kubeconfig
+from tasks.l3.ansible import parse_recap
 from tasks.runtime.errors import ConfigError
 
 

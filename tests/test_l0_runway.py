@@ -54,14 +54,15 @@ def test_every_missing_variable_at_once(repo: Path, pve: PveFixture) -> None:
     assert pve.fake.requests == []
 
 
-def test_an_unusable_setting_fails_the_runway(repo: Path, pve: PveFixture) -> None:
-    """A value that is set but cannot be used (here a non-numeric timeout) is a failure."""
+def test_an_unusable_setting_stops_the_run_before_anything_runs(
+    repo: Path, pve: PveFixture
+) -> None:
+    """A typed setting that is set but does not parse (a non-numeric timeout) is exit 2, named
+    with the layer it came from, before any check or request."""
     result = run_inv(repo, "l0.runway", "--json", env=pve.env(PVE_TIMEOUT="soon"))
     assert result.returncode == 2, result
-    checks = rows(result)
-    assert checks["env: Proxmox settings"]["status"] == "fail"
-    assert "PVE_TIMEOUT" in checks["env: Proxmox settings"]["detail"]
-    assert checks["api"]["status"] == "skip"
+    assert "PVE_TIMEOUT='soon' (from the shell environment): expected seconds" in result.stderr
+    assert "Traceback" not in result.output and pve.fake.requests == []
 
 
 def test_token_id_format(repo: Path, pve: PveFixture) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import run_inv
 from pve_fixtures import PveFixture, pve_fixture  # noqa: F401
+from run_support import standalone_effects
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,7 +37,7 @@ def lab(pve: PveFixture) -> PveFixture:
 
 def _artifacts(repo: Path) -> list[Path]:
     """Oldest first, in the store's order (a second artifact within one second is `-2`)."""
-    from tasks.packer_templates.artifacts import ArtifactStore
+    from tasks.l1.artifacts import ArtifactStore
 
     return [a.path for a in ArtifactStore(repo / "layers/l1/artifacts", NAME).artifacts()]
 
@@ -167,7 +168,7 @@ def test_a_template_gone_from_proxmox_is_never_promoted_and_stale_when_stable(
 ) -> None:
     from tasks.adapters.proxmox import ProxmoxClient
 
-    client = ProxmoxClient.from_env(lab.pve_env())
+    client = ProxmoxClient.from_env(lab.pve_env(), standalone_effects())
     assert run_inv(sample_repo, "l1.build", NAME, env=_env(lab)).returncode == 0
     held = run_inv(sample_repo, "l1.build", NAME, "--force", env=_env(lab, UPDATE_STABLE="no"))
     assert held.returncode == 0, held
@@ -211,5 +212,8 @@ def test_plugins_need_packer_init(sample_repo: Path, lab: PveFixture) -> None:
     result = run_inv(sample_repo, "l1.build", "debian12-base", env=_env(lab))
     assert result.returncode == 2 and "needs Packer 1.7 or later" in result.stderr, result
     dry = run_inv(sample_repo, "l1.build", "debian12-base", "--dry-run", env=_env(lab))
-    assert dry.returncode == 0 and "would run: packer init, validate, build" in dry.stdout, dry
+    assert (
+        dry.returncode == 0
+        and "packer init, validate, build in layers/l1/templates/debian12-base" in dry.stdout
+    ), dry
     assert lab.writes() == []

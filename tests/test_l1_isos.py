@@ -8,6 +8,7 @@ from pathlib import Path
 
 from helpers import run_inv
 from pve_fixtures import PveFixture, pve_fixture  # noqa: F401
+from run_support import standalone_effects
 
 BASE_ISO = "local:iso/debian-12.7.0-amd64-netinst.iso"
 
@@ -68,7 +69,9 @@ def test_a_local_iso_is_verified_and_uploaded_under_its_volume_name(
     assert pve.fake.uploaded["checksum"] == _sha256(data)
     from tasks.adapters.proxmox import ProxmoxClient
 
-    listed = ProxmoxClient.from_env(pve.pve_env()).storage_content("local", content="iso")
+    listed = ProxmoxClient.from_env(pve.pve_env(), standalone_effects()).storage_content(
+        "local", content="iso"
+    )
     assert {v["volid"]: v["size"] for v in listed}["local:iso/tiny.iso"] == len(data)
     again = run_inv(sample_repo, "l1.isos", "--template", "tiny", env=pve.env())
     assert again.returncode == 0 and "already as wanted" in again.stdout, again

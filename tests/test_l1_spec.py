@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 from helpers import base_env, run_inv
 
-from tasks.packer_templates import spec as specs
-from tasks.packer_templates.actions import input_staleness, plan_isos
-from tasks.packer_templates.artifacts import update_stable_wanted
-from tasks.packer_templates.fingerprint import compute
+from tasks.l1 import spec as specs
+from tasks.l1.actions import input_staleness, plan_isos
+from tasks.l1.artifacts import update_stable_wanted
+from tasks.l1.fingerprint import compute
 from tasks.runtime.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,12 +178,12 @@ def test_packer_variables_fill_declared_ones_and_name_what_is_missing(tmp_path: 
         placement={"proxmox_node": "${PVE_NODE}", "iso_storage": "${PVE_STORAGE_ISO}"},
     )  # fmt: skip
     env = {"PM_TOKEN_SECRET": "tok-1234", "PVE_NODE": "pve7"}
-    layers = SimpleNamespace(values=env, is_secret=lambda n: n == "PM_TOKEN_SECRET")
+    layers = SimpleNamespace(merged=env, is_secret=lambda n: n == "PM_TOKEN_SECRET")
     pv = specs.packer_variables(t, settings, layers)
     assert pv.values == {"api_token": "tok-1234", "proxmox_node": "pve7"}
     assert pv.placement == {"proxmox_node": "pve7"}  # secrets never reach the fingerprint
     assert pv.secret_names == {"api_token"} and pv.missing == {}
-    pv = specs.packer_variables(t, settings, SimpleNamespace(values={}, is_secret=lambda n: False))
+    pv = specs.packer_variables(t, settings, SimpleNamespace(merged={}, is_secret=lambda n: False))
     assert pv.missing == {"api_token": ["PM_TOKEN_SECRET"], "proxmox_node": ["PVE_NODE"]}
 
 
@@ -314,9 +314,11 @@ def test_bad_layer_settings_are_reported_with_the_file(sample_repo: Path) -> Non
 
 
 def test_artifacts_written_in_the_same_second_keep_their_order(tmp_path: Path) -> None:
-    from tasks.packer_templates.artifacts import ArtifactStore
+    from run_support import standalone_effects
 
-    store = ArtifactStore(tmp_path, "tpl")
+    from tasks.l1.artifacts import ArtifactStore
+
+    store = ArtifactStore(tmp_path, "tpl", standalone_effects())
     base = {"name": "tpl", "node": "pve1", "storage": "local-lvm"}
     first, second, third = (store.write({**base, "vmid": n}, now=1_800_000_000) for n in (1, 2, 3))
     assert [a.file for a in store.artifacts()] == [first.file, second.file, third.file]

@@ -9,9 +9,9 @@ import pytest
 from helpers import run_inv
 from pve_fixtures import PveFixture, pve_fixture  # noqa: F401
 
-from tasks.vms.actions import spec_digest
-from tasks.vms.facts import encode_sshkeys, parse_net
-from tasks.vms.spec import load_specs
+from tasks.l2.actions import spec_digest
+from tasks.l2.facts import encode_sshkeys, parse_net
+from tasks.l2.spec import load_specs
 
 SAMPLE = ("k3s-server-1", "k3s-agent-1", "k3s-agent-2")
 OWNER = "homelab-runner"
@@ -246,7 +246,9 @@ def test_api_down_is_one_clear_error(lab) -> None:
     pve.fake.fail("GET", "/cluster/resources", 503, "service unavailable")
     result = inv(lab, "l2.plan")
     assert result.returncode == 4, result
-    assert result.stderr.startswith(
+    # Each retry is shown, then one error.
+    assert "retry 3/3" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
         "error: Proxmox API GET /cluster/resources failed: HTTP 503 service unavailable"
     )
     assert "Traceback" not in result.output

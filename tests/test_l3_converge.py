@@ -102,7 +102,8 @@ def test_reboot_is_a_dry_run_unless_apply(sample_repo: Path, lab: SshLab) -> Non
     lab.write_inventory(sample_repo, groups={"lab": {"hosts": ["web1", "web2"]}})
     dry = run_inv(sample_repo, "l3.reboot", "lab")
     assert dry.returncode == 0, dry
-    assert "1. web1" in dry.stdout and "2. web2" in dry.stdout and "add --apply" in dry.stdout
+    assert "1. [run ] reboot web1" in dry.stdout and "2. [run ] reboot web2" in dry.stdout
+    assert "add --apply" in dry.stdout
     refused = run_inv(sample_repo, "l3.reboot", "lab", "--apply")
     assert refused.returncode == 3, refused
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from pve_fixtures import PveFixture, pve_fixture  # noqa: F401
+from run_support import standalone_effects
 
 from tasks.adapters.proxmox import (
     ProxmoxClient,
@@ -21,7 +22,7 @@ from tasks.runtime.errors import ConfigError
 
 
 def client(pve: PveFixture, **overrides: str) -> ProxmoxClient:
-    return ProxmoxClient.from_env(pve.pve_env(**overrides))
+    return ProxmoxClient.from_env(pve.pve_env(**overrides), standalone_effects())
 
 
 def test_settings_name_every_missing_variable_at_once() -> None:
@@ -91,7 +92,9 @@ def test_insecure_opt_out_warns(pve: PveFixture, capsys) -> None:
     import tasks.adapters.proxmox as adapter
 
     adapter._warned_insecure = False
-    api = ProxmoxClient.from_env(pve.pve_env(PVE_TLS_INSECURE="1", PVE_CA_BUNDLE=""))
+    api = ProxmoxClient.from_env(
+        pve.pve_env(PVE_TLS_INSECURE="1", PVE_CA_BUNDLE=""), standalone_effects()
+    )
     assert api.version()
     assert "TLS verification" in capsys.readouterr().err
 

@@ -156,7 +156,10 @@ def test_dry_run_connects_to_nothing(sample_repo: Path, lab: SshLab) -> None:
         host.stop()
     result = run_inv(sample_repo, "l3.exec", "reboot", "--hosts", "all", "--dry-run")
     assert result.returncode == 0, result
-    assert "would run on 3 host(s) (web1, web2, db1)" in result.stdout
+    assert "3 host(s), 10 at a time: reboot" in result.stdout
+    for number, name in enumerate(("web1", "web2", "db1"), 1):
+        assert f"{number}. [run ] host {name}" in result.stdout
+    assert "dry run: nothing was changed" in result.stdout
 
 
 def test_silent_host_times_out(sample_repo: Path, lab: SshLab) -> None:

@@ -9,8 +9,8 @@ import yaml
 from helpers import run_inv
 
 from tasks.adapters.ssh import SshSettings
-from tasks.fleet.ansible import ansible_document
-from tasks.fleet.inventory import load_inventory
+from tasks.l3.ansible import ansible_document
+from tasks.l3.inventory import load_inventory
 from tasks.runtime.project import Project
 
 

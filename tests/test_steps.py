@@ -1,4 +1,4 @@
-"""The step runner: plans, gates, --only, modes, dry runs, confirmation, locks and traces."""
+"""The step engine: plans, gates, --only, modes, dry runs, confirmation, locks and traces."""
 
 from __future__ import annotations
 
@@ -9,29 +9,33 @@ import time
 from pathlib import Path
 
 import pytest
-from invoke import Config
+from run_support import make_run
 
-import tasks.runtime.session as session_module
-from tasks.runtime.context import HomelabContext
 from tasks.runtime.errors import CommandFailed, ConfigError, RefusedError
+from tasks.runtime.run import Run
 from tasks.runtime.steps import Gate, Orchestrator, Step, StepContext, StepPlan, run_orchestrator
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(tmp_path: Path) -> Path:
     (tmp_path / "inventory").mkdir()
     (tmp_path / "inventory" / "config.env").write_text("FEAT_VERIFY=true\n")
-    monkeypatch.setattr("tasks.runtime.project.project_root", lambda: tmp_path)
-    monkeypatch.setattr(session_module, "_SESSION", None)
-    for name in ("DOPPLER", "CI", "ONLY", "FEAT_VERIFY", "FEAT_CILIUM", "PROFILE_EXCLUSIVE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DOPPLER", "0")
     return tmp_path
 
 
 @pytest.fixture
-def c(project: Path) -> HomelabContext:
-    return HomelabContext(config=Config(overrides={"run": {"in_stream": False}}))
+def c(project: Path) -> Run:
+    return make_run(project)
+
+
+def finished(run: Run, body) -> None:
+    """Run `body`, then end the run as the executor does (its trace written)."""
+    try:
+        body()
+    except Exception as exc:
+        run.finish("failed", exit_code=getattr(exc, "exit_code", 1), error=str(exc))
+        raise
+    run.finish("ok")
 
 
 class Recorder:
@@ -71,9 +75,9 @@ def seed_shaped(rec: Recorder) -> Orchestrator:
     return Orchestrator("demo", [s15, s94, flux, s32, s91], [s15, s32, s30, s26, flux])
 
 
-def test_plan_order_and_gates(c: HomelabContext) -> None:
+def test_plan_order_and_gates(c: Run) -> None:
     orch = seed_shaped(Recorder())
-    plan = StepPlan.build(orch, "apply", c.env_layers)
+    plan = StepPlan.build(orch, "apply", c)
     assert [s.id for s in plan.selected] == [
         "15_verify_cluster_access",
         "94_verify_config_inputs",
@@ -81,14 +85,14 @@ def test_plan_order_and_gates(c: HomelabContext) -> None:
         "32_reconcile_flux_stack",
         "91_verify_platform_state",
     ]
-    delete = StepPlan.build(orch, "delete", c.env_layers)
+    delete = StepPlan.build(orch, "delete", c)
     skipped = {e.step.id: e.reason for e in delete.entries if not e.included}
     assert skipped == {"26_manage_cilium_lifecycle": "gated off: FEAT_CILIUM=false (default)"}
 
 
-def test_gate_off_from_env(c: HomelabContext, project: Path) -> None:
+def test_gate_off_from_env(c: Run, project: Path) -> None:
     (project / "inventory" / "config.env").write_text("FEAT_VERIFY=false\n")
-    plan = StepPlan.build(seed_shaped(Recorder()), "apply", c.env_layers)
+    plan = StepPlan.build(seed_shaped(Recorder()), "apply", make_run(project))
     assert [s.number for s in plan.selected] == [15, None, 32]
     assert "gated off: FEAT_VERIFY=false" in "\n".join(plan.render())
 
@@ -101,56 +105,54 @@ def test_gate_off_from_env(c: HomelabContext, project: Path) -> None:
         "15_verify_cluster_access, 32_reconcile_flux_stack.sh",
     ],
 )
-def test_only_by_number_or_name(c: HomelabContext, only: str) -> None:
-    plan = StepPlan.build(seed_shaped(Recorder()), "apply", c.env_layers, only)
+def test_only_by_number_or_name(c: Run, only: str) -> None:
+    plan = StepPlan.build(seed_shaped(Recorder()), "apply", c, only)
     assert [s.number for s in plan.selected] == [15, 32]
 
 
-def test_only_matches_script_paths(c: HomelabContext) -> None:
-    plan = StepPlan.build(
-        seed_shaped(Recorder()), "apply", c.env_layers, "bootstrap/install-flux.sh"
-    )
+def test_only_matches_script_paths(c: Run) -> None:
+    plan = StepPlan.build(seed_shaped(Recorder()), "apply", c, "bootstrap/install-flux.sh")
     assert [s.name for s in plan.selected] == ["install_flux"]
 
 
-def test_only_env_fallback(c: HomelabContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ONLY", "32")
-    plan = StepPlan.build(seed_shaped(Recorder()), "apply", c.env_layers)
+def test_only_env_fallback(project: Path) -> None:
+    plan = StepPlan.build(seed_shaped(Recorder()), "apply", make_run(project, shell={"ONLY": "32"}))
     assert [s.number for s in plan.selected] == [32]
     assert "not selected by ONLY" in "\n".join(plan.render())
 
 
-def test_unknown_step_lists_valid_ones(c: HomelabContext) -> None:
+def test_unknown_step_lists_valid_ones(c: Run) -> None:
     with pytest.raises(ConfigError) as err:
-        StepPlan.build(seed_shaped(Recorder()), "apply", c.env_layers, "15,77")
+        StepPlan.build(seed_shaped(Recorder()), "apply", c, "15,77")
     assert "unknown step '77' for demo apply" in err.value.message
     assert "15_verify_cluster_access, 94_verify_config_inputs, install_flux" in err.value.message
 
 
-def test_step_in_unsupported_mode_fails_fast(c: HomelabContext) -> None:
+def test_step_in_unsupported_mode_fails_fast(c: Run) -> None:
     rec = Recorder()
     with pytest.raises(ConfigError) as err:
-        run_orchestrator(c, seed_shaped(rec), "apply", task_name="demo.apply", only="30")
+        run_orchestrator(c, seed_shaped(rec), "apply", only="30")
     assert "step 30_manage_cert_manager_cleanup supports delete only" in err.value.message
     assert rec.calls == []
 
 
-def test_dry_run_prints_plan_and_does_nothing(c: HomelabContext, project: Path, capsys) -> None:
+def test_dry_run_prints_plan_and_does_nothing(project: Path, capsys) -> None:
     rec = Recorder()
-    run_orchestrator(c, seed_shaped(rec), "delete", task_name="demo.delete", dry_run=True)
+    run = make_run(project, dry_run=True)
+    run_orchestrator(run, seed_shaped(rec), "delete")
     out = capsys.readouterr().out
     assert (
         "plan: demo delete" in out and "env layers (cluster chain, lowest first): config.env" in out
     )
-    assert "[skip] 26_manage_cilium_lifecycle" in out and "dry run: nothing was executed" in out
-    assert rec.calls == [] and not (project / ".work").exists()
+    assert "[skip] 26_manage_cilium_lifecycle" in out and "dry run: nothing was changed" in out
+    assert rec.calls == [] and not (project / ".work" / "locks").exists()
 
 
-def test_run_writes_trace_and_stops_at_first_failure(c: HomelabContext, project: Path) -> None:
+def test_run_writes_trace_and_stops_at_first_failure(c: Run, project: Path) -> None:
     rec = Recorder()
     rec.fail = "flux"
     with pytest.raises(CommandFailed):
-        run_orchestrator(c, seed_shaped(rec), "apply", task_name="demo.apply")
+        finished(c, lambda: run_orchestrator(c, seed_shaped(rec), "apply"))
     assert rec.calls == [("15", "apply"), ("94", "apply"), ("flux", "apply")]
     (trace_path,) = (project / ".work" / "traces").glob("demo-apply-*.json")
     trace = json.loads(trace_path.read_text())
@@ -175,17 +177,17 @@ def test_run_writes_trace_and_stops_at_first_failure(c: HomelabContext, project:
     )
 
 
-def test_delete_refuses_without_terminal_or_yes(c: HomelabContext) -> None:
+def test_delete_refuses_without_terminal_or_yes(c: Run) -> None:
     rec = Recorder()
     with pytest.raises(RefusedError) as err:
-        run_orchestrator(c, seed_shaped(rec), "delete", task_name="demo.delete")
+        run_orchestrator(c, seed_shaped(rec), "delete")
     assert "without a terminal" in err.value.message and "--yes" in (err.value.hint or "")
     assert rec.calls == []
-    run_orchestrator(c, seed_shaped(rec), "delete", task_name="demo.delete", yes=True)
+    run_orchestrator(c, seed_shaped(rec), "delete", yes=True)
     assert [name for name, _ in rec.calls] == ["15", "32", "30", "flux"]
 
 
-def test_concurrent_run_is_refused_with_holder(c: HomelabContext, project: Path) -> None:
+def test_concurrent_run_is_refused_with_holder(c: Run, project: Path) -> None:
     lock = project / ".work" / "locks" / "demo.lock"
     lock.parent.mkdir(parents=True)
     holder = subprocess.Popen(
@@ -207,9 +209,9 @@ def test_concurrent_run_is_refused_with_holder(c: HomelabContext, project: Path)
         assert holder.stdout and holder.stdout.readline().strip() == "held"
         rec = Recorder()
         with pytest.raises(RefusedError) as err:
-            run_orchestrator(c, seed_shaped(rec), "apply", task_name="demo.apply")
+            run_orchestrator(c, seed_shaped(rec), "apply")
         assert (
-            f"demo is already running (pid {holder.pid}, started 2026-01-01T00:00:00Z)"
+            f"demo is already in use by another run (pid {holder.pid}, started 2026-01-01T00:00:00Z)"
             in err.value.message
         )
         assert rec.calls == []
@@ -218,7 +220,7 @@ def test_concurrent_run_is_refused_with_holder(c: HomelabContext, project: Path)
         holder.wait()
 
 
-def test_stale_lock_is_taken_over(c: HomelabContext, project: Path, capsys) -> None:
+def test_stale_lock_is_taken_over(c: Run, project: Path, capsys) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     time.sleep(0.05)
@@ -226,12 +228,12 @@ def test_stale_lock_is_taken_over(c: HomelabContext, project: Path, capsys) -> N
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": dead.pid, "started": "2026-01-01T00:00:00Z"}))
     rec = Recorder()
-    run_orchestrator(c, seed_shaped(rec), "apply", task_name="demo.apply")
-    assert f"took over a stale lock left by pid {dead.pid}" in capsys.readouterr().out
+    run_orchestrator(c, seed_shaped(rec), "apply")
+    assert f"took over a stale demo lock left by pid {dead.pid}" in capsys.readouterr().out
     assert len(rec.calls) == 5
 
 
-def test_trace_notes_are_masked(c: HomelabContext, project: Path) -> None:
+def test_trace_notes_are_masked(c: Run, project: Path) -> None:
     from tasks.runtime.secrets import MASKER
 
     MASKER.add("note-secret-8842")
@@ -239,10 +241,8 @@ def test_trace_notes_are_masked(c: HomelabContext, project: Path) -> None:
     def noisy(sc: StepContext) -> None:
         sc.note("token is note-secret-8842")
 
-    run_orchestrator(
-        c, Orchestrator("demo", [Step("noisy", noisy, frozenset({"apply"}))], []), "apply",
-        task_name="demo.apply",
-    )  # fmt: skip
+    orch = Orchestrator("demo", [Step("noisy", noisy, frozenset({"apply"}))], [])
+    finished(c, lambda: run_orchestrator(c, orch, "apply"))
     (trace_path,) = (project / ".work" / "traces").glob("demo-apply-*.json")
     text = trace_path.read_text()
     assert "note-secret-8842" not in text and "token is ***" in text

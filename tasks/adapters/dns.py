@@ -1,4 +1,4 @@
-"""DNS providers for dynamic DNS: the only I/O to a provider's API (requests).
+"""DNS providers for dynamic DNS: a provider's API over HTTP, through the effects seam.
 
 Cloudflare's API v4 (`/zones`, `/zones/{id}/dns_records`, bearer token, `{success, errors,
 result}` envelopes) is the one provider so far; `PROVIDERS` is where another one plugs in.
@@ -7,9 +7,13 @@ result}` envelopes) is the one provider so far; `PROVIDERS` is where another one
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks.runtime.errors import ConfigError, ExternalError
+
+if TYPE_CHECKING:
+    from tasks.runtime.run import Run
+    from tasks.runtime.seam import Effects
 
 CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
 
@@ -30,50 +34,58 @@ class CloudflareDns:
     name = "cloudflare"
     token_variable = "CLOUDFLARE_API_TOKEN"
 
-    def __init__(self, api_url: str, token: str, timeout: tuple[float, float] = (5.0, 20.0)):
-        from tasks.fleet.k3s import check_url
+    def __init__(
+        self, effects: Effects, api_url: str, token: str, timeout: tuple[float, float] = (5.0, 20.0)
+    ):
+        from tasks.runtime.seam.http import check_credential_url
 
-        self.api_url = check_url("CLOUDFLARE_API_URL", api_url).rstrip("/")
+        self.effects = effects
+        self.api_url = check_credential_url(api_url, "CLOUDFLARE_API_URL").rstrip("/")
         self.token = token
         self.timeout = timeout
         self._zone_ids: dict[str, str] = {}
 
     @classmethod
-    def from_env(cls, env) -> CloudflareDns:
+    def from_run(cls, run: Run) -> CloudflareDns:
+        env = run.env
         token = env.get(cls.token_variable)
         if not token:
             raise ConfigError(
                 f"{cls.token_variable} is not set: the Cloudflare API token (Zone.DNS edit)",
                 hint="put it in Doppler or inventory/host/config/host.env (git-ignored)",
             )
-        return cls(env.get("CLOUDFLARE_API_URL") or CLOUDFLARE_API, token)
+        return cls(run.effects, env.get("CLOUDFLARE_API_URL") or CLOUDFLARE_API, token)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        import requests
+        from tasks.runtime.seam.http import HttpUnreachable
 
         url = f"{self.api_url}{path}"
         try:
-            response = requests.request(
+            response = self.effects.http(
                 method,
                 url,
+                credential="CLOUDFLARE_API_URL",
                 headers={"Authorization": f"Bearer {self.token}"},
                 timeout=self.timeout,
+                what=f"Cloudflare {method} {path}",
                 **kwargs,
             )
-        except requests.RequestException as exc:
-            raise ExternalError(f"Cloudflare API {method} {path}: {type(exc).__name__}") from None
+        except HttpUnreachable as exc:
+            raise ExternalError(f"Cloudflare API {method} {path}: {exc.message}") from None
+        if response is None:  # a write withheld by a dry run
+            return None
         try:
             body = response.json()
         except ValueError:
             body = {}
-        if response.status_code >= 400 or not body.get("success", False):
+        if response.status >= 400 or not body.get("success", False):
             errors = (
                 "; ".join(f"{e.get('code')}: {e.get('message')}" for e in body.get("errors") or [])
-                or f"HTTP {response.status_code}"
+                or f"HTTP {response.status}"
             )
             hint = (
                 "check CLOUDFLARE_API_TOKEN and that it may edit DNS in this zone"
-                if response.status_code in (401, 403)
+                if response.status in (401, 403)
                 else None
             )
             raise ExternalError(f"Cloudflare API {method} {path}: {errors}", hint=hint)
@@ -136,8 +148,8 @@ class CloudflareDns:
 PROVIDERS = {"cloudflare": CloudflareDns}
 
 
-def provider_from_env(env) -> CloudflareDns:
-    name = (env.get("DDNS_PROVIDER") or "cloudflare").strip().lower()
+def provider_from_env(run: Run) -> CloudflareDns:
+    name = (run.env.get("DDNS_PROVIDER") or "cloudflare").strip().lower()
     if name not in PROVIDERS:
         raise ConfigError(f"DDNS_PROVIDER={name!r}: supported providers: {', '.join(PROVIDERS)}")
-    return PROVIDERS[name].from_env(env)
+    return PROVIDERS[name].from_run(run)

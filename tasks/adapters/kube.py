@@ -1,14 +1,13 @@
 """kubectl and flux: the only place the runner talks to the cluster (and to `kubectl kustomize`).
 
-Mutating calls are echoed; in a dry run they are only printed, while read-only calls still run so a
-dry run checks real state. Secret data goes to kubectl as a manifest on stdin, never on argv.
+Every call goes through the run's effects seam: mutating calls are echoed, and in a dry run only
+printed, while read-only calls still run so a dry run checks real state. Secret data goes to
+kubectl as a manifest on stdin, never on argv.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import shlex
 from typing import TYPE_CHECKING, Any
 
 from tasks.runtime.errors import CommandFailed, ConfigError, ExternalError
@@ -16,26 +15,14 @@ from tasks.runtime.errors import CommandFailed, ConfigError, ExternalError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from tasks.runtime.context import HomelabContext
-
-
-class _WholeStream(io.StringIO):
-    """Invoke reads a non-terminal in_stream one byte per 10 ms poll; hand it everything at once."""
-
-    def read(self, size: int | None = -1) -> str:
-        return super().read()
+    from tasks.runtime.run import Run
+    from tasks.runtime.seam import CommandResult
 
 
 class Kube:
-    def __init__(
-        self,
-        c: HomelabContext,
-        *,
-        dry_run: bool = False,
-        env: dict[str, str] | None = None,
-    ):
-        self.c = c
-        self.dry_run = dry_run
+    def __init__(self, run: Run, *, env: dict[str, str] | None = None):
+        self.run_ = run
+        self.effects = run.effects
         self.env = dict(env or {})  # on top of the resolved env (e.g. a cluster's own KUBECONFIG)
 
     def _run(
@@ -46,29 +33,21 @@ class Kube:
         mutating: bool,
         stdin: str | None = None,
         check: bool = True,
-    ):
+    ) -> CommandResult:
         from tasks.runtime.console import say
 
-        command = shlex.join([tool, *args])
-        if mutating and self.dry_run:
-            say(f"would run: {command}" + (" (manifest on stdin)" if stdin is not None else ""))
-            return None
-        kwargs: dict[str, Any] = {"hide": True, "warn": True, "env": self.env}
-        if stdin is not None:
-            kwargs["in_stream"] = _WholeStream(stdin)
-        if mutating:
-            say(f"$ {command}")
-        try:
-            result = self.c.run(command, **kwargs)
-        except OSError as exc:
-            raise ExternalError(
-                f"{tool}: cannot run: {exc}", hint=f"install {tool} or put it on PATH"
-            ) from None
+        result = self.effects.command(
+            [tool, *args],
+            mutates=mutating,
+            env=self.env,
+            stdin=stdin,
+            check=False,
+            what=None if stdin is None else f"{tool} {' '.join(args)} (manifest on stdin)",
+        )
         if result.exited == 127:
             raise ExternalError(f"{tool} is not installed or not on PATH", hint=f"install {tool}")
         if check and result.failed:
-            tail = " | ".join((result.stderr or result.stdout or "").strip().splitlines()[-3:])
-            raise CommandFailed(command, result.exited, tail)
+            raise CommandFailed(result.command, result.exited, result.tail())
         if mutating and result.stdout.strip():
             for line in result.stdout.strip().splitlines():
                 say(f"    {line}")
@@ -76,10 +55,10 @@ class Kube:
 
     def kubectl(
         self, *args: str, mutating: bool = False, stdin: str | None = None, check: bool = True
-    ):
+    ) -> CommandResult:
         return self._run("kubectl", args, mutating=mutating, stdin=stdin, check=check)
 
-    def flux(self, *args: str, mutating: bool = False, check: bool = True):
+    def flux(self, *args: str, mutating: bool = False, check: bool = True) -> CommandResult:
         return self._run("flux", args, mutating=mutating, check=check)
 
     def get_json(self, *args: str) -> dict[str, Any]:
@@ -105,7 +84,8 @@ class Kube:
         result = self._run("kubectl", ("kustomize", str(folder)), mutating=False, check=False)
         if result.failed:
             raise ConfigError(
-                f"{self.c.project.rel(folder)}: kubectl kustomize failed: {_kubectl_error(result.stderr)}"
+                f"{self.run_.project.rel(folder)}: kubectl kustomize failed: "
+                f"{_kubectl_error(result.stderr)}"
             )
         _RENDERED[key] = result.stdout
         return result.stdout

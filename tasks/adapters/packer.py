@@ -1,4 +1,4 @@
-"""Packer: the only code in the runner that runs `packer`.
+"""Packer: the only code in the runner that runs `packer`, through the effects seam.
 
 Variables reach Packer through the environment (`PKR_VAR_name`), never argv, so a token or
 password is neither on a command line nor in `ps`. Output is streamed line by line with every
@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks.runtime.errors import CommandFailed, ConfigError, ExternalError
 from tasks.runtime.secrets import mask
 
+if TYPE_CHECKING:
+    from tasks.runtime.seam import CommandResult, Effects
+
 # The first Packer with `packer init` and `required_plugins`.
 INIT_VERSION = (1, 7, 0)
 _VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+# Subcommands that change nothing (a dry run still runs them).
+READ_ONLY = {"version", "validate", "inspect", "fmt-check"}
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,11 @@ def packer_env(variables: dict[str, str], ca_bundle: str | None = None) -> dict[
     return env
 
 
-def version(c) -> PackerVersion:
+def version(effects: Effects) -> PackerVersion:
     """`packer version`; ConfigError when Packer is not installed."""
-    result = c.run("packer version", hide=True, warn=True, env={"CHECKPOINT_DISABLE": "1"})
+    result = effects.command(
+        ["packer", "version"], mutates=False, env={"CHECKPOINT_DISABLE": "1"}, check=False
+    )
     text = (result.stdout or "").strip()
     if result.exited == 127 or not _VERSION.search(text):
         raise ConfigError(
@@ -65,48 +71,45 @@ def version(c) -> PackerVersion:
     return PackerVersion(found.group(0) if found else text.splitlines()[0])
 
 
-class _Tee:
-    """Writes each (already masked) chunk to the terminal and to the log file."""
-
-    def __init__(self, stream, log):
-        self.stream, self.log = stream, log
-
-    def write(self, text: str) -> int:
-        self.stream.write(text)
-        self.log.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-        self.log.flush()
-
-
-def run(c, args: list[str], folder: Path, env: dict[str, str], log_path: Path, *, quiet=False):
+def run(
+    effects: Effects,
+    args: list[str],
+    folder: Path,
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    quiet: bool = False,
+) -> CommandResult:
     """Run `packer ARGS` in `folder`, streaming masked output to the terminal and to `log_path`.
 
-    Returns Invoke's Result; never raises on a non-zero exit (the caller words the failure).
+    Never raises on a non-zero exit (the caller words the failure).
     """
-    from tasks.runtime.context import MaskedStream
-
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = f"cd {shlex.quote(str(folder))} && packer " + " ".join(shlex.quote(a) for a in args)
     with log_path.open("a", encoding="utf-8") as log:
         log.write(mask(f"$ packer {' '.join(args)}") + "\n")
-        out = MaskedStream(_Tee(_Null() if quiet else sys.stdout, log))
-        err = MaskedStream(_Tee(_Null() if quiet else sys.stderr, log))
-        try:
-            return c.run(command, env=env, warn=True, out_stream=out, err_stream=err, echo=False)
-        finally:
-            out.finish()
-            err.finish()
+        log.flush()
 
+        def out(line: str) -> None:
+            log.write(line)
+            if not quiet:
+                sys.stdout.write(line)
+                sys.stdout.flush()
 
-class _Null:
-    def write(self, text: str) -> int:
-        return len(text)
+        def err(line: str) -> None:
+            log.write(line)
+            if not quiet:
+                sys.stderr.write(line)
 
-    def flush(self) -> None:
-        pass
+        return effects.command(
+            ["packer", *args],
+            mutates=args[0] not in READ_ONLY,
+            env=env,
+            cwd=folder,
+            check=False,
+            echo=False,
+            on_stdout=out,
+            on_stderr=err,
+        )
 
 
 def check(result, what: str, log_path: Path, hint: str) -> None:

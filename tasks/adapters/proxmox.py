@@ -4,7 +4,7 @@ Build a client from the resolved env and call PVE paths with it:
 
     from tasks.adapters.proxmox import ProxmoxClient
 
-    pve = ProxmoxClient.from_env(c.env)            # ConfigError names every missing variable
+    pve = ProxmoxClient.from_run(run)              # ConfigError names every missing variable
     pve.get("/version")                            # -> {"version": "9.1.1", ...}
     upid = pve.post(f"/nodes/{pve.node}/qemu/9000/clone", newid=201, name="web-1", full=1)
     pve.wait_task(upid, timeout=600)               # raises PveTaskError unless it ended "OK"
@@ -19,35 +19,39 @@ Environment (all read by `PveSettings.from_env`):
     PVE_STORAGE_ISO    optional storage for ISO images
     PVE_CA_BUNDLE      optional PEM file to trust a private CA (TLS verification stays on)
     PVE_TLS_INSECURE   1 turns verification off; a warning is printed on every run
-    PVE_TIMEOUT        seconds to wait for an answer to one request (default 15)
+    PVE_TIMEOUT        how long to wait for an answer to one request (default 15s; 90s, 2m...)
     PVE_RETRIES        attempts for an idempotent read (default 4)
     PVE_CALL_LOG       optional JSONL file: one line {method, path, params} per request sent
                        (the test suite checks these against the official API schema)
 
-Reads (GET) are retried with exponential backoff on connection errors, timeouts and 5xx answers;
-writes are never retried blindly, since PVE may have acted on a request whose answer was lost.
-Every failure is a `PveApiError` (an ExternalError, exit code 4) whose message is one sentence:
-the call, the HTTP status and PVE's own message, with a hint where one helps.
-
-proxmoxer and requests are imported inside `ProxmoxClient`, never at module import.
+Reads (GET) are retried with exponential backoff on timeouts and 5xx answers (a refused
+connection is not: retrying cannot help); writes are never retried blindly, since PVE may have
+acted on a request whose answer was lost. Every failure is a `PveApiError` (an ExternalError, exit
+code 4) whose message is one sentence: the call, the HTTP status and PVE's own message, with a
+hint where one helps. Every request goes through the run's effects seam (`Effects.pve`), which
+records it and withholds writes in a dry run; the wire itself is `tasks/runtime/seam/pve.py`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasks.runtime.envlayers import truthy
-from tasks.runtime.errors import ConfigError, ExternalError
+from tasks.runtime.errors import ConfigError
+from tasks.runtime.seam.pve import PveApiError, PveTaskError, PveTransport
 from tasks.runtime.secrets import MASKER, mask
+from tasks.runtime.settings import bad_value, setting_for
+
+if TYPE_CHECKING:
+    from tasks.runtime.run import Run
+    from tasks.runtime.seam import Effects
+
+__all__ = ["PveApiError", "PveTaskError", "PveSettings", "ProxmoxClient", "parse_access_host"]
 
 REQUIRED_ENV = ("PVE_ACCESS_HOST", "PM_TOKEN_ID", "PM_TOKEN_SECRET", "PVE_NODE", "PVE_STORAGE_VM")
 DEFAULT_PORT = 8006
@@ -61,41 +65,8 @@ UPID = re.compile(
     r"^UPID:(?P<node>[^:]+):(?P<pid>[0-9A-Fa-f]+):(?P<pstart>[0-9A-Fa-f]+):"
     r"(?P<start>[0-9A-Fa-f]+):(?P<type>[^:]*):(?P<id>[^:]*):(?P<user>[^:]*):"
 )
-# A 501 means the method does not exist; retrying cannot help.
-NOT_RETRIED_5XX = {501}
 
 _warned_insecure = False
-_log_lock = threading.Lock()
-
-
-class PveApiError(ExternalError):
-    """A PVE API call failed. `status` is the HTTP status (None: no answer), `pve_message` PVE's text."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        pve_message: str = "",
-        method: str = "",
-        path: str = "",
-        hint: str | None = None,
-    ):
-        super().__init__(message, hint=hint)
-        self.status = status
-        self.pve_message = pve_message
-        self.method = method
-        self.path = path
-
-
-class PveTaskError(PveApiError):
-    """A PVE task ended with an exit status other than OK, or did not finish in time."""
-
-    def __init__(self, message: str, *, upid: str, exitstatus: str | None, log_tail: list[str]):
-        super().__init__(message, pve_message=exitstatus or "")
-        self.upid = upid
-        self.exitstatus = exitstatus
-        self.log_tail = log_tail
 
 
 @dataclass(frozen=True)
@@ -156,7 +127,8 @@ class PveSettings:
             else:
                 user, name = match.group("user"), match.group("name")
         verify: bool | str = True
-        if truthy(env.get("PVE_TLS_INSECURE")):
+        insecure = _typed(env, "PVE_TLS_INSECURE", False, problems)
+        if insecure:
             verify = False
         elif (env.get("PVE_CA_BUNDLE") or "").strip():
             bundle = Path(env["PVE_CA_BUNDLE"].strip()).expanduser()
@@ -164,14 +136,18 @@ class PveSettings:
                 problems.append(f"PVE_CA_BUNDLE: {bundle} is not a file")
             else:
                 verify = str(bundle)
-        timeout = _number(env, "PVE_TIMEOUT", DEFAULT_TIMEOUT, problems)
-        retries = int(_number(env, "PVE_RETRIES", DEFAULT_RETRIES, problems))
-        backoff = _number(env, "PVE_RETRY_BACKOFF", 0.5, problems)
+        timeout = float(_typed(env, "PVE_TIMEOUT", DEFAULT_TIMEOUT, problems))
+        retries = int(_typed(env, "PVE_RETRIES", DEFAULT_RETRIES, problems))
+        backoff = float(_typed(env, "PVE_RETRY_BACKOFF", 0.5, problems))
+        call_log = (env.get("PVE_CALL_LOG") or "").strip() or None
+        if call_log and not Path(call_log).expanduser().parent.is_dir():
+            problems.append(f"PVE_CALL_LOG: the folder of {call_log} does not exist")
         if problems:
             raise ConfigError(
                 "Proxmox settings: " + "; ".join(problems),
-                hint="set them in inventory/config.env, inventory/profiles/*.env, Doppler or the "
-                "shell (`inv env.show` shows where each comes from)",
+                hint="set them in inventory/config.env or inventory/profiles/local.env; the token "
+                "secret in inventory/profiles/secrets.env or Doppler (`inv env.show` shows where "
+                "each comes from)",
             )
         secret = env["PM_TOKEN_SECRET"].strip()
         MASKER.add(secret)
@@ -187,21 +163,21 @@ class PveSettings:
             timeout=timeout,
             retries=max(1, retries),
             backoff=backoff,
-            call_log=(env.get("PVE_CALL_LOG") or "").strip() or None,
+            call_log=str(Path(call_log).expanduser()) if call_log else None,
         )
 
 
-def _number(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
+def _typed(env: Mapping[str, str], name: str, default: Any, problems: list[str]) -> Any:
+    """A typed setting (tasks/runtime/settings.py); a bad value is added to `problems`."""
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        problems.append(f"{name} {raw!r} is not a number")
-        return default
-    if value < 0:
-        problems.append(f"{name} must not be negative")
+    setting = setting_for(name)
+    assert setting is not None, name
+    value = setting.parse(raw)
+    if value is None:
+        where = env.where(name) if hasattr(env, "where") else "the environment"
+        problems.append(bad_value(name, raw, where, setting))
         return default
     return value
 
@@ -233,32 +209,6 @@ def parse_upid(upid: str) -> dict[str, str]:
     return match.groupdict()
 
 
-def _short_reason(exc: BaseException) -> str:
-    """The useful end of a requests/urllib3 error, which otherwise spans a paragraph."""
-    text = str(exc)
-    for pattern in (
-        r"certificate verify failed: ([^(')\]]+)",
-        r"\[Errno -?\d+\] ([^'\")\]]+)",
-        r"(Read timed out)",
-        r"(Connection aborted)",
-        r"(Connection reset by peer)",
-        r"(RemoteDisconnected[^'\")]*)",
-    ):
-        found = re.search(pattern, text)
-        if found:
-            return found.group(1).strip().rstrip(".")
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
-HINTS = {
-    401: "check PM_TOKEN_ID and PM_TOKEN_SECRET: the token is unknown, mistyped or revoked",
-    403: "grant the token the privilege named above (Datacenter > Permissions), and check "
-    "whether the token has privilege separation",
-    595: "the node does not answer inside the cluster: is it online?",
-    596: "the node does not answer inside the cluster: is it online?",
-}
-
-
 class ProxmoxClient:
     """A PVE API client: get/post/put/delete on API paths, task waiting, node and storage helpers.
 
@@ -267,18 +217,29 @@ class ProxmoxClient:
     own HTTP session.
     """
 
-    def __init__(self, settings: PveSettings):
-        # Imported here, once, so threads that share the client do not queue on the import lock.
-        import proxmoxer  # noqa: F401
-
+    def __init__(self, settings: PveSettings, effects: Effects):
         self.settings = settings
-        self._local = threading.local()
-        self._count_lock = threading.Lock()
-        self.request_count = 0
+        self.effects = effects
+        self.transport = PveTransport(
+            host=settings.host,
+            port=settings.port,
+            token_user=settings.token_user,
+            token_name=settings.token_name,
+            token_secret=settings.token_secret,
+            verify=settings.verify,
+            timeout=settings.timeout,
+            call_log=settings.call_log,
+        )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, quiet: bool = False) -> ProxmoxClient:
-        """The client for the resolved env (`c.env`). With PVE_TLS_INSECURE=1 it warns, once a run."""
+    def from_run(cls, run: Run, *, quiet: bool = False) -> ProxmoxClient:
+        """The client for the run's env. With PVE_TLS_INSECURE on it warns, once a run."""
+        return cls.from_env(run.env, run.effects, quiet=quiet)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], effects: Effects, *, quiet: bool = False
+    ) -> ProxmoxClient:
         global _warned_insecure
         settings = PveSettings.from_env(env)
         if settings.insecure and not quiet and not _warned_insecure:
@@ -289,7 +250,7 @@ class ProxmoxClient:
                 "the path can read the API token. Set PVE_CA_BUNDLE to your CA's certificate instead."
             )
             _warned_insecure = True
-        return cls(settings)
+        return cls(settings, effects)
 
     # -------------------------------------------------------------- attributes
 
@@ -306,25 +267,6 @@ class ProxmoxClient:
     @property
     def base_url(self) -> str:
         return self.settings.base_url
-
-    def _api(self):
-        api = getattr(self._local, "api", None)
-        if api is None:
-            from proxmoxer import ProxmoxAPI
-
-            s = self.settings
-            api = ProxmoxAPI(
-                s.host,
-                port=s.port,
-                user=s.token_user,
-                token_name=s.token_name,
-                token_value=s.token_secret,
-                verify_ssl=s.verify,
-                # (connect, read): an unreachable host fails fast, a slow answer gets the full time.
-                timeout=(min(5.0, s.timeout), s.timeout),
-            )
-            self._local.api = api
-        return api
 
     # ------------------------------------------------------------ raw calls
 
@@ -344,6 +286,10 @@ class ProxmoxClient:
         """DELETE (often a task: the answer is then a UPID). Not retried."""
         return self.request("DELETE", path, **params)
 
+    @property
+    def request_count(self) -> int:
+        return sum(1 for e in self.effects.records if e.kind == "pve")
+
     def request(self, method: str, path: str, /, **params: Any) -> Any:
         method = method.upper()
         path = "/" + path.strip("/")
@@ -352,94 +298,17 @@ class ProxmoxClient:
         delay = self.settings.backoff
         for attempt in range(1, attempts + 1):
             try:
-                return self._send(method, path, params)
+                return self.effects.pve(self.transport, method, path, params)
             except PveApiError as exc:
-                retriable = exc.status is None or (
-                    exc.status >= 500 and exc.status not in NOT_RETRIED_5XX
-                )
-                if attempt >= attempts or not retriable or getattr(exc, "tls", False):
+                if attempt >= attempts or not exc.retriable:
                     raise
+                from tasks.runtime.console import progress
+
+                first = exc.message.splitlines()[0]
+                progress(f"  {first}; retry {attempt}/{attempts - 1} in {delay:g}s")
                 time.sleep(delay)
                 delay = min(delay * 2, 8.0)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _send(self, method: str, path: str, params: dict[str, Any]) -> Any:
-        import requests
-        from proxmoxer import ResourceException
-
-        self._record(method, path, params)
-        resource = self._api()(path.lstrip("/"))
-        call = f"{method} {path}"
-        try:
-            if method in ("GET", "DELETE"):
-                return resource._request(method, params=dict(params))
-            return resource._request(method, data=dict(params))
-        except ResourceException as exc:
-            raise self._api_error(call, method, path, exc) from None
-        except requests.exceptions.SSLError as exc:
-            error = PveApiError(
-                f"TLS verification of {self.base_url} failed: {_short_reason(exc)}",
-                method=method,
-                path=path,
-                hint="set PVE_CA_BUNDLE to the PEM file of the CA that signed the PVE certificate "
-                "(PVE_TLS_INSECURE=1 skips verification; not recommended)",
-            )
-            error.tls = True  # type: ignore[attr-defined]
-            raise error from None
-        except requests.exceptions.Timeout:
-            raise PveApiError(
-                f"Proxmox API at {self.base_url} did not answer {call} within "
-                f"{self.settings.timeout:g}s",
-                method=method,
-                path=path,
-                hint="raise PVE_TIMEOUT if the node is busy"
-                + ("" if method == "GET" else "; the change may or may not have been applied"),
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise PveApiError(
-                f"cannot reach the Proxmox API at {self.base_url} ({call}): {_short_reason(exc)}",
-                method=method,
-                path=path,
-                hint="check PVE_ACCESS_HOST and that the node's port is reachable from here",
-            ) from None
-
-    def _api_error(self, call: str, method: str, path: str, exc: Any) -> PveApiError:
-        status = int(exc.status_code)
-        message = str(exc.content or exc.status_message or "").strip()
-        if status == 401:
-            message = "authentication failure"
-        errors = exc.errors if isinstance(exc.errors, dict) else None
-        if errors:
-            fields = "; ".join(f"{k}: {str(v).strip()}" for k, v in sorted(errors.items()))
-            message = f"{message} ({fields})" if message else fields
-        message = " ".join(message.split())
-        return PveApiError(
-            mask(f"Proxmox API {call} failed: HTTP {status} {message}".rstrip()),
-            status=status,
-            pve_message=message,
-            method=method,
-            path=path,
-            hint=HINTS.get(status),
-        )
-
-    def _record(self, method: str, path: str, params: dict[str, Any]) -> None:
-        with self._count_lock:
-            self.request_count += 1
-        if not self.settings.call_log:
-            return
-        line = json.dumps(
-            {
-                "method": method,
-                "path": path,
-                "params": {k: mask(str(v)) for k, v in sorted(params.items())},
-            }
-        )
-        with _log_lock:
-            fd = os.open(self.settings.call_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                os.write(fd, (line + "\n").encode())
-            finally:
-                os.close(fd)
 
     # ---------------------------------------------------------------- tasks
 

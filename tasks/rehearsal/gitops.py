@@ -1,7 +1,7 @@
 """Rehearsal stage for the GitOps side: mode targets, render/validate, Flux, the cluster
 orchestrator and the GitOps bootstrap, in the throwaway copy.
 
-No API server or flux CLI can run here: the recording stand-ins from tests/standins/ (kubectl,
+No API server or flux CLI can run here: the recording stand-ins in tasks/rehearsal/standins/ (kubectl,
 which passes `kubectl kustomize` through to the real kubectl, and flux) go first on PATH, with a
 JSON file as the cluster's state. A local bare remote is the copy's `origin` and the GitOps repo.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.rehearsal import Act, Rehearsal
+from tasks.rehearsal import STANDINS, Act, Rehearsal
 
 RUNTIME_INPUTS = {
     "OAUTH2_PROXY_CLIENT_ID": "rehearsal-client-id",
@@ -42,7 +42,7 @@ def point_cluster_at(repo: Path, remote: Path) -> None:
 
 @contextmanager
 def stage(rehearsal: Rehearsal) -> Iterator[list[Act]]:
-    from tasks.gitopsside.settings import GitOpsSettings
+    from tasks.gitops.settings import configured_cluster
     from tasks.runtime.project import Project
 
     repo, scratch = rehearsal.workdir, rehearsal.scratch / "gitops"
@@ -54,7 +54,7 @@ def stage(rehearsal: Rehearsal) -> Iterator[list[Act]]:
     _git("-C", str(repo), "branch", "-q", "--set-upstream-to=origin/main")
     point_cluster_at(repo, remote)
     (scratch / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
-    standins = repo / "tests" / "standins"
+    standins = STANDINS
     rehearsal.env.update(
         {
             "PATH": f"{standins}:{rehearsal.env.get('PATH', '')}",
@@ -64,7 +64,7 @@ def stage(rehearsal: Rehearsal) -> Iterator[list[Act]]:
             **RUNTIME_INPUTS,
         }
     )
-    cluster = GitOpsSettings.load(Project(repo)).cluster
+    cluster = configured_cluster(Project(repo))
     yield [
         Act(
             "validate the GitOps tree offline (kubectl kustomize + kubernetes-validate)",

@@ -32,7 +32,7 @@ from typing import Any
 
 TEST_USER = os.environ.get("HOMELAB_SSH_TEST_USER", "homelab-test")
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-K3S_INSTALL_SCRIPT = Path(__file__).with_name("k3s_install_standin.sh")
+K3S_INSTALL_SCRIPT = Path(__file__).with_name("standins") / "k3s_install_standin.sh"
 
 
 def sshd_unavailable_reason(user: str = TEST_USER) -> str | None:

@@ -22,6 +22,11 @@ def say(message: str = "") -> None:
     print(mask(message), flush=True)
 
 
+def progress(message: str) -> None:
+    """A status line that is not the task's output (retries, waits): stderr, so --json stays clean."""
+    print(mask(message), file=sys.stderr, flush=True)
+
+
 def warn(message: str) -> None:
     print(mask(f"warning: {message}"), file=sys.stderr, flush=True)
 

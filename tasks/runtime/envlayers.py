@@ -5,24 +5,29 @@ Lowest to highest precedence (the README's table is the contract):
     cluster chain: config.env < profiles/local.env < profiles/secrets.env < shell < Doppler < --profile
     host chain:    config.env < host/config/homelab.env < host/config/host.env < shell < Doppler < --host-env
 
-`PROFILE_EXCLUSIVE=true` drops profiles/local.env and profiles/secrets.env. Doppler is on unless
-`DOPPLER=0`, or `CI=true` without `FORCE_DOPPLER=1`.
+`PROFILE_EXCLUSIVE` (a boolean) drops profiles/local.env and profiles/secrets.env. Doppler is on
+unless `DOPPLER` is false, or `CI` is true without `FORCE_DOPPLER` true. Each layer's secrets are
+registered with the masker the moment the layer is read, so an error raised while a later layer
+is being resolved is already masked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from tasks.runtime.envfiles import read_env_file
 from tasks.runtime.errors import ConfigError
 from tasks.runtime.secrets import DOPPLER_METADATA, MASKER, is_secret_name
+from tasks.runtime.settings import lenient_true, switch
 
 log = logging.getLogger("homelab.env")
 
 CHAINS = ("cluster", "host")
+OVERRIDE_FLAG = {"cluster": "--profile", "host": "--host-env"}
 
 
 # Plain classes rather than dataclasses: every task that reads the env imports this module, and a
@@ -51,36 +56,60 @@ class Layer:
     def used(self) -> bool:
         return self.skipped is None
 
+    def register_secrets(self) -> None:
+        """Mask every secret this layer holds (shadowed ones too: they are still in a file)."""
+        if self.used:
+            MASKER.add_all(
+                v
+                for k, v in self.values.items()
+                if k not in DOPPLER_METADATA and (self.secret or is_secret_name(k))
+            )
 
-class EnvLayers:
-    """The resolved environment and where each variable came from."""
 
-    def __init__(self, chain: str, layers: list[Layer]) -> None:
+def merge(layers: list[Layer]) -> tuple[dict[str, str], dict[str, str]]:
+    """(values, source layer name per variable): later layers win."""
+    values: dict[str, str] = {}
+    source: dict[str, str] = {}
+    for layer in layers:
+        if layer.used:
+            for key, value in layer.values.items():
+                values[key] = value
+                source[key] = layer.name
+    return values, source
+
+
+class EnvLayers(Mapping[str, str]):
+    """The resolved environment (a read-only mapping) and where each variable came from."""
+
+    def __init__(self, chain: str, layers: list[Layer], root: Path | None = None) -> None:
         self.chain = chain
         self.layers = layers
-        self.values: dict[str, str] = {}
-        self.source: dict[str, str] = {}
-        for layer in self.layers:
-            if not layer.used:
-                continue
-            for key, value in layer.values.items():
-                self.values[key] = value
-                self.source[key] = layer.name
+        self.root = root
+        self.merged, self.source = merge(layers)
 
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self.values.get(name, default)
+    def __getitem__(self, name: str) -> str:
+        return self.merged[name]
 
-    def flag(self, name: str, default: bool = False) -> bool:
-        """A true/false switch such as FEAT_VERIFY."""
-        raw = self.values.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        return truthy(raw)
+    def __iter__(self):
+        return iter(self.merged)
+
+    def __len__(self) -> int:
+        return len(self.merged)
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self.merged.get(name, default)
+
+    def layer(self, name: str) -> Layer | None:
+        return next((lyr for lyr in self.layers if lyr.name == self.source.get(name)), None)
+
+    def where(self, name: str) -> str:
+        """Where a variable's value came from, for messages: a file, the shell, Doppler, a flag."""
+        return describe_layer(self.layer(name), self.root)
 
     def is_secret(self, name: str) -> bool:
         if name in DOPPLER_METADATA:
             return False
-        layer = next((lyr for lyr in self.layers if lyr.name == self.source.get(name)), None)
+        layer = self.layer(name)
         return is_secret_name(name) or bool(layer and layer.secret)
 
     def layer_names(self) -> list[str]:
@@ -88,20 +117,30 @@ class EnvLayers:
         return [layer.name for layer in self.layers if layer.used]
 
     def missing(self, names: list[str]) -> list[str]:
-        return [n for n in names if not (self.values.get(n) or "").strip()]
+        return [n for n in names if not (self.merged.get(n) or "").strip()]
 
 
-def truthy(raw: str | None) -> bool:
-    """How every env switch reads: 1, true, yes or on (any case) is true; anything else false."""
-    return (raw or "").strip().lower() in {"1", "true", "yes", "on"}
+def describe_layer(layer: Layer | None, root: Path | None = None) -> str:
+    if layer is None:
+        return "the environment"
+    if layer.name == "shell":
+        return "the shell environment"
+    if layer.name == "doppler":
+        return "Doppler"
+    origin = Path(layer.origin)
+    if root is not None:
+        with contextlib.suppress(OSError, ValueError):
+            origin = origin.resolve().relative_to(root.resolve())
+    prefix = f"{layer.name} " if layer.name.startswith("--") else ""
+    return f"{prefix}{origin}"
 
 
-def doppler_switch(env: Mapping[str, str]) -> tuple[bool, str]:
-    """Whether Doppler injection is on for this environment, and the rule that decided."""
-    if env.get("DOPPLER", "").strip() == "0":
-        return False, "off: DOPPLER=0"
-    if env.get("CI", "").strip().lower() == "true" and env.get("FORCE_DOPPLER", "").strip() != "1":
-        return False, "off: CI=true without FORCE_DOPPLER=1"
+def doppler_switch(values: Mapping[str, str], where: Mapping[str, str]) -> tuple[bool, str]:
+    """Whether Doppler injection is on for these values, and the rule that decided."""
+    if not switch(values, "DOPPLER", where, True):
+        return False, f"off: DOPPLER={values.get('DOPPLER', '').strip()}"
+    if lenient_true(values.get("CI")) and not switch(values, "FORCE_DOPPLER", where, False):
+        return False, f"off: CI={values.get('CI', '').strip()} without FORCE_DOPPLER=1"
     return True, "on"
 
 
@@ -118,14 +157,6 @@ def _file_layer(
     return Layer(name, values, origin=str(path), secret=secret)
 
 
-def _merged(layers: list[Layer]) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for layer in layers:
-        if layer.used:
-            merged.update(layer.values)
-    return merged
-
-
 def resolve_env(
     inventory: Path,
     *,
@@ -133,7 +164,8 @@ def resolve_env(
     override_file: Path | None = None,
     shell: Mapping[str, str] | None = None,
     doppler: bool = True,
-    fetch_doppler=None,
+    fetch_doppler: Callable[[dict[str, str]], dict[str, str]] | None = None,
+    root: Path | None = None,
 ) -> EnvLayers:
     """Merge every layer of `chain` in order; `fetch_doppler(env)` returns Doppler's secrets.
 
@@ -146,6 +178,7 @@ def resolve_env(
     layers: list[Layer] = []
 
     def add(layer: Layer) -> None:
+        layer.register_secrets()
         layers.append(layer)
         log.debug(
             "env layer %-22s %s (%d vars)",
@@ -154,37 +187,47 @@ def resolve_env(
             len(layer.values),
         )
 
+    def below() -> dict[str, str]:
+        return merge(layers)[0]
+
+    def where() -> dict[str, str]:
+        sources = merge(layers)[1]
+        named = {layer.name: layer for layer in layers}
+        return {k: describe_layer(named[v], root) for k, v in sources.items()}
+
     add(_file_layer("config.env", inventory / "config.env", {}))
     if chain == "cluster":
-        exclusive_raw = {**_merged(layers), **shell}.get("PROFILE_EXCLUSIVE", "")
-        exclusive = exclusive_raw.strip().lower() == "true"
+        exclusive = switch(
+            {**below(), **shell},
+            "PROFILE_EXCLUSIVE",
+            {**where(), **{k: "the shell environment" for k in shell}},
+            False,
+        )
         for name, secret in (("profiles/local.env", False), ("profiles/secrets.env", True)):
             if exclusive:
-                add(
-                    Layer(
-                        name,
-                        origin=str(inventory / name),
-                        secret=secret,
-                        skipped="PROFILE_EXCLUSIVE=true",
-                    )
-                )
+                skipped = "PROFILE_EXCLUSIVE=" + ({**below(), **shell}["PROFILE_EXCLUSIVE"]).strip()
+                add(Layer(name, origin=str(inventory / name), secret=secret, skipped=skipped))
             else:
-                add(_file_layer(name, inventory / name, _merged(layers), secret=secret))
+                add(_file_layer(name, inventory / name, below(), secret=secret))
     else:
         for name in ("host/config/homelab.env", "host/config/host.env"):
-            add(_file_layer(name, inventory / name, _merged(layers)))
-
+            add(_file_layer(name, inventory / name, below()))
     add(Layer("shell", dict(shell), origin="process environment"))
-    override_name = "--profile" if chain == "cluster" else "--host-env"
+    override_name = OVERRIDE_FLAG[chain]
     override = (
-        _file_layer(override_name, override_file, _merged(layers), required=True)
+        _file_layer(override_name, override_file, below(), required=True)
         if override_file is not None
         else Layer(override_name, skipped="flag not given")
     )
+    override.register_secrets()
 
     # Doppler's switch and coordinates may be set anywhere below it, or in the override file.
-    control = {**_merged(layers), **override.values}
-    enabled, reason = doppler_switch(control)
+    control = {**below(), **override.values}
+    control_where = {
+        **where(),
+        **{k: describe_layer(override, root) for k in override.values},
+    }
+    enabled, reason = doppler_switch(control, control_where)
     if not doppler:
         add(Layer("doppler", origin="doppler", secret=True, skipped="off: --no-doppler"))
     elif not enabled:
@@ -192,14 +235,5 @@ def resolve_env(
     else:
         values = fetch_doppler(control) if fetch_doppler else {}
         add(Layer("doppler", dict(values), origin="doppler", secret=True))
-    add(override)
-
-    # Every secret is masked, the ones a higher layer shadows included: they are still in a file.
-    for layer in layers:
-        if layer.used:
-            MASKER.add_all(
-                v
-                for k, v in layer.values.items()
-                if k not in DOPPLER_METADATA and (layer.secret or is_secret_name(k))
-            )
-    return EnvLayers(chain, layers)
+    layers.append(override)
+    return EnvLayers(chain, layers, root)

@@ -1,4 +1,4 @@
-"""One run at a time per orchestrator: an flock'd file that names its holder."""
+"""One run at a time per area: an flock'd file under `.work/locks/` that names its holder."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import fcntl
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-from tasks.runtime.errors import RefusedError
-from tasks.runtime.trace import utc_now
+from tasks.runtime.errors import ConfigError, RefusedError
 
 
 def _alive(pid: int) -> bool:
@@ -24,9 +24,10 @@ def _alive(pid: int) -> bool:
 class RunLock:
     """Held for the life of a run; the kernel releases it if the process dies."""
 
-    def __init__(self, path: Path, name: str):
+    def __init__(self, path: Path, name: str, holder: dict[str, Any] | None = None):
         self.path = path
         self.name = name
+        self.holder = dict(holder or {})
         self._fd: int | None = None
         self.took_over: dict | None = None
 
@@ -37,15 +38,27 @@ class RunLock:
             return {}
 
     def acquire(self) -> RunLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        from tasks.runtime.trace import utc_now
+
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(
+                f"{folder} is not a folder: the runner keeps its locks there",
+                hint=f"remove the file {folder} (or run `inv clean`)",
+            )
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot open the lock file: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             holder = self._holder()
+            task = f"{holder['task']}, " if holder.get("task") else ""
             raise RefusedError(
-                f"{self.name} is already running (pid {holder.get('pid', '?')}, "
+                f"{self.name} is already in use by another run ({task}pid {holder.get('pid', '?')}, "
                 f"started {holder.get('started', '?')}); lock file {self.path}",
                 hint="wait for it to finish; a lock whose process has died is taken over automatically",
             ) from None
@@ -57,7 +70,7 @@ class RunLock:
         ):
             self.took_over = previous
         os.ftruncate(fd, 0)
-        record = {"pid": os.getpid(), "started": utc_now()}
+        record = {"pid": os.getpid(), "started": utc_now(), **self.holder}
         os.write(fd, json.dumps(record).encode())
         self._fd = fd
         return self

@@ -1,8 +1,18 @@
-"""The step runner behind every orchestrator: numbered steps, modes, gates, --only, plans.
+"""The one step engine: plan from reads first, then execute, for every task that changes anything.
 
-An orchestrator is two ordered step lists (apply, delete). A plan resolves which steps run and
-why the others do not; a dry run prints the plan and stops; a real run takes the lock, runs the
-steps in order, stops at the first failure and writes a trace.
+A `Plan` is an ordered list of `Action`s computed from reads (nothing changed yet). Executing it:
+
+1. prints the plan; a dry run stops here (exit 0, nothing changed);
+2. with nothing to do, says so and stops;
+3. asks for confirmation when an action is destructive (`--yes` skips it; no terminal: refused);
+4. takes the plan's area lock (a second run of the area refuses, naming the holder);
+5. runs the actions in order, the first failure stopping the rest (but `always` actions);
+   consecutive actions of one `group` go through the bounded fan-out instead, where one item's
+   failure never stops the others;
+6. records every action's outcome in the run's trace, interrupted ones as `interrupted`.
+
+Orchestrators (the seed's numbered steps) are a plan too: `StepPlan` resolves an orchestrator's
+step list for a mode (gates, `--only`/`ONLY`) and `StepPlan.to_plan()` hands it to the engine.
 """
 
 from __future__ import annotations
@@ -13,39 +23,35 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tasks.runtime.errors import ConfigError, HomelabError
-from tasks.runtime.trace import utc_now
+from tasks.runtime.errors import ConfigError, ExternalError, HomelabError
 
 if TYPE_CHECKING:
-    from tasks.runtime.context import HomelabContext
     from tasks.runtime.envlayers import EnvLayers
+    from tasks.runtime.fanout import Outcome
+    from tasks.runtime.run import Run
 
 MODES = ("apply", "delete")
 
 
-@dataclass(frozen=True)
-class Gate:
-    """A feature switch from the env (`FEAT_VERIFY`), on or off by default."""
-
-    variable: str
-    default: bool = True
-
-    def describe(self, env: EnvLayers) -> tuple[bool, str]:
-        on = env.flag(self.variable, self.default)
-        raw = env.get(self.variable)
-        shown = raw if raw not in (None, "") else f"{str(self.default).lower()} (default)"
-        return on, f"{self.variable}={shown}"
-
-
-@dataclass
 class StepContext:
-    """What a step function gets: the task context, its env, the mode and a place to report."""
+    """What an action gets: the run, the mode, options, shared state and a place to report."""
 
-    c: HomelabContext
-    env: EnvLayers
-    mode: str
-    options: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    def __init__(
+        self, run: Run, mode: str = "apply", options: dict[str, Any] | None = None, state=None
+    ):
+        self.run = run
+        self.mode = mode
+        self.options = dict(options or {})
+        self.state: dict[str, Any] = state if state is not None else {}
+        self.notes: list[str] = []
+
+    @property
+    def env(self) -> EnvLayers:
+        return self.run.env
+
+    @property
+    def effects(self):
+        return self.run.effects
 
     @property
     def deleting(self) -> bool:
@@ -56,6 +62,243 @@ class StepContext:
 
         self.notes.append(message)
         say(f"    {message}")
+
+
+@dataclass
+class Action:
+    """One planned step: what it will do (for the plan) and how."""
+
+    id: str
+    summary: str
+    run: Callable[[StepContext], Any]
+    destructive: bool = False
+    group: str | None = None  # consecutive actions of one group run through the fan-out
+    details: Sequence[str] = ()
+    always: bool = False  # runs even after an earlier failure (writing an inventory, say)
+    included: bool = True
+    reason: str = ""  # why it is (not) included, shown in the plan
+    number: int | None = None
+    item: str | None = None  # what the action works on (a VM, a host), for messages
+
+
+@dataclass
+class Plan:
+    title: str
+    area: str  # the lock: one run of this area at a time
+    actions: list[Action]
+    mode: str = "apply"
+    parallel: int = 1
+    header: list[str] = field(default_factory=list)
+    nothing: str = "nothing to do: already as wanted"
+    options: dict[str, Any] = field(default_factory=dict)
+    # Prints the fan-out results of a group (a per-VM or per-host table); None: the default table.
+    report: Callable[[list[Outcome]], None] | None = None
+    show_plan: bool = True
+    unit: str = "step"  # what a group's actions are, for the summary ("1 of 3 VM(s) failed")
+    show_mode: bool = False  # orchestrators say apply or delete at every step
+
+    @property
+    def selected(self) -> list[Action]:
+        return [a for a in self.actions if a.included]
+
+    def render(self) -> list[str]:
+        lines = [f"plan: {self.title}", *self.header]
+        for index, action in enumerate(self.actions, 1):
+            mark = "run " if action.included else "skip"
+            reason = f" ({action.reason})" if action.reason else ""
+            lines.append(f"  {index}. [{mark}] {action.id}{reason}: {action.summary}".rstrip(": "))
+            lines += [f"       {d}" for d in action.details]
+        return lines
+
+
+class PlanResult:
+    def __init__(self, outcomes: dict[str, Outcome], state: dict[str, Any]):
+        self.outcomes = outcomes
+        self.state = state
+
+
+def _record(run: Run, action: Action, outcome: str, **extra: Any) -> None:
+    run.record_step({"id": action.id, "number": action.number, "outcome": outcome, **extra})
+
+
+def execute_plan(run: Run, plan: Plan, *, yes: bool = False) -> PlanResult:
+    from tasks.runtime.confirm import confirm
+    from tasks.runtime.console import say
+
+    if plan.show_plan:
+        for line in plan.render():
+            say(line)
+    state: dict[str, Any] = {}
+    outcomes: dict[str, Outcome] = {}
+    if run.dry_run:
+        for action in plan.actions:
+            _record(run, action, "planned" if action.included else "skipped", reason=action.reason)
+        say("dry run: nothing was changed")
+        return PlanResult(outcomes, state)
+    if not plan.selected:
+        for action in plan.actions:
+            _record(run, action, "skipped", reason=action.reason)
+        say(plan.nothing)
+        return PlanResult(outcomes, state)
+    destructive = [a for a in plan.selected if a.destructive]
+    if destructive:
+        confirm(plan.title, yes=yes)
+    run.lock(plan.area)
+    failure: HomelabError | None = None
+    actions = plan.actions
+    total = len(plan.selected)
+    position = 0
+    index = 0
+    while index < len(actions):
+        action = actions[index]
+        if not action.included:
+            _record(run, action, "skipped", reason=action.reason)
+            index += 1
+            continue
+        if failure is not None and not action.always:
+            _record(run, action, "not-run", reason="an earlier step failed")
+            index += 1
+            continue
+        if action.group is not None:
+            batch = [action]
+            while (
+                index + len(batch) < len(actions)
+                and actions[index + len(batch)].group == action.group
+                and actions[index + len(batch)].included
+            ):
+                batch.append(actions[index + len(batch)])
+            failure = _run_batch(run, plan, batch, state, outcomes, position, total) or failure
+            position += len(batch)
+            index += len(batch)
+            continue
+        position += 1
+        say(f"[{position}/{total}] {action.id}" + (f" ({plan.mode})" if plan.show_mode else ""))
+        outcome = _run_one(run, plan, action, state)
+        outcomes[action.id] = outcome
+        if not outcome.ok and failure is None:
+            failure = _as_error(outcome)
+        index += 1
+    if failure is not None:
+        raise failure
+    return PlanResult(outcomes, state)
+
+
+def _as_error(outcome: Outcome) -> HomelabError:
+    if isinstance(outcome.error, HomelabError):
+        return outcome.error
+    return ExternalError(f"{outcome.name}: {outcome.detail}")
+
+
+def _run_one(run: Run, plan: Plan, action: Action, state: dict[str, Any]) -> Outcome:
+    from tasks.runtime.console import rich_print, status_word
+    from tasks.runtime.fanout import Outcome, describe_failure
+    from tasks.runtime.trace import utc_now
+
+    sc = StepContext(run, plan.mode, plan.options, state)
+    started, t0 = utc_now(), time.monotonic()
+    try:
+        value = action.run(sc)
+    except KeyboardInterrupt:
+        _record(run, action, "interrupted", started=started, notes=sc.notes, exit_code=130)
+        raise
+    except Exception as exc:
+        status, detail = describe_failure(exc)
+        if not isinstance(exc, HomelabError):
+            raise  # a bug: the executor reports it (with the traceback under --debug)
+        outcome = Outcome(action.id, "failed", detail=detail, error=exc)
+    else:
+        outcome = Outcome(action.id, value=value)
+    outcome.seconds = time.monotonic() - t0
+    _record(
+        run,
+        action,
+        outcome.status,
+        started=started,
+        ended=utc_now(),
+        seconds=round(outcome.seconds, 3),
+        exit_code=outcome.error.exit_code if isinstance(outcome.error, HomelabError) else 0,
+        error=outcome.detail if not outcome.ok else None,
+        notes=sc.notes,
+    )
+    rich_print(f"    {status_word(outcome.status)} ({outcome.seconds:.1f}s)")
+    return outcome
+
+
+def _run_batch(
+    run: Run,
+    plan: Plan,
+    batch: list[Action],
+    state: dict[str, Any],
+    outcomes: dict[str, Outcome],
+    position: int,
+    total: int,
+) -> HomelabError | None:
+    """A group of actions through the fan-out; one failed item never stops the others."""
+    from tasks.runtime.console import say
+    from tasks.runtime.fanout import fan_out
+
+    say(
+        f"[{position + 1}-{position + len(batch)}/{total}] {len(batch)} at once (at most {plan.parallel})"
+    )
+
+    def work(action: Action) -> Any:
+        sc = StepContext(run, plan.mode, plan.options, state)
+        value = action.run(sc)
+        return value
+
+    items = {a.id: a.item or a.id for a in batch}
+
+    def done(outcome: Outcome, count: int, of: int) -> None:
+        word = outcome.status if outcome.ok else f"{outcome.status}: {outcome.detail}"
+        say(f"  ({count}/{of}) {items.get(outcome.name, outcome.name)}: {word}")
+
+    try:
+        results = fan_out(
+            batch, work, name=lambda a: a.id, parallel=max(1, plan.parallel), on_done=done
+        )
+    except KeyboardInterrupt:
+        for action in batch:
+            _record(run, action, "interrupted", exit_code=130)
+        raise
+    for action, outcome in zip(batch, results, strict=True):
+        outcomes[action.id] = outcome
+        _record(
+            run,
+            action,
+            outcome.status,
+            seconds=round(outcome.seconds, 3),
+            error=outcome.detail if not outcome.ok else None,
+        )
+    if plan.report is not None:
+        plan.report(results)
+    bad = [(a, o) for a, o in zip(batch, results, strict=True) if not o.ok]
+    if not bad:
+        return None
+    if len(results) == 1 and isinstance(bad[0][1].error, HomelabError):
+        return bad[0][1].error
+    names = ", ".join(f"{a.item or a.id} ({o.status})" for a, o in bad)
+    return ExternalError(
+        f"{plan.title}: {len(bad)} of {len(results)} {plan.unit}(s) failed: {names}; "
+        "the others went ahead",
+        hint="fix the causes above and run it again: it picks up where it stopped",
+    )
+
+
+# ---------------------------------------------------------------------- orchestrators
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A feature switch from the env (`FEAT_VERIFY`), on or off by default."""
+
+    variable: str
+    default: bool = True
+
+    def describe(self, run: Run) -> tuple[bool, str]:
+        on = run.settings.flag(self.variable, self.default)
+        raw = run.env.get(self.variable)
+        shown = raw if raw not in (None, "") else f"{str(self.default).lower()} (default)"
+        return on, f"{self.variable}={shown}"
 
 
 @dataclass(frozen=True)
@@ -132,12 +375,11 @@ class StepPlan:
     only: list[str]
 
     @classmethod
-    def build(
-        cls, orch: Orchestrator, mode: str, env: EnvLayers, only: str | None = None
-    ) -> StepPlan:
+    def build(cls, orch: Orchestrator, mode: str, run: Run, only: str | None = None) -> StepPlan:
         """Resolve gates and the `--only` filter (falling back to `ONLY`); unknown steps are errors."""
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; expected apply or delete")
+        env = run.env
         raw_only = only if only not in (None, "") else (env.get("ONLY") or "")
         tokens = [t.strip() for t in str(raw_only).split(",") if t.strip()]
         steps = list(orch.steps(mode))
@@ -166,7 +408,7 @@ class StepPlan:
                 )
                 continue
             if step.gate is not None:
-                on, shown = step.gate.describe(env)
+                on, shown = step.gate.describe(run)
                 if not on:
                     entries.append(PlanEntry(step, False, f"gated off: {shown}"))
                     continue
@@ -180,137 +422,53 @@ class StepPlan:
         return [e.step for e in self.entries if e.included]
 
     def render(self) -> list[str]:
-        lines = [
-            f"plan: {self.orchestrator.name} {self.mode}",
+        return self.to_plan().render()
+
+    def to_plan(self, options: dict[str, Any] | None = None) -> Plan:
+        orch = self.orchestrator
+        header = [
             f"env layers ({self.env.chain} chain, lowest first): "
             + ", ".join(
                 f"{lyr.name}" + ("" if lyr.used else f" [skipped: {lyr.skipped}]")
                 for lyr in self.env.layers
-            ),
+            )
         ]
         if self.only:
-            lines.append("only: " + ",".join(self.only))
-        for index, entry in enumerate(self.entries, 1):
-            mark = "run " if entry.included else "skip"
-            modes = "/".join(m for m in MODES if m in entry.step.modes)
-            summary = f" - {entry.step.summary}" if entry.step.summary else ""
-            lines.append(f"  {index}. [{mark}] {entry.step.id} ({modes}; {entry.reason}){summary}")
-        return lines
-
-
-class StepRunner:
-    """Runs a plan: confirmation, lock, steps in order, first failure stops, trace always."""
-
-    def __init__(self, c: HomelabContext, task_name: str):
-        self.c = c
-        self.task_name = task_name
-
-    def run(
-        self,
-        plan: StepPlan,
-        *,
-        dry_run: bool = False,
-        yes: bool = False,
-        options: dict[str, Any] | None = None,
-    ) -> int:
-        from tasks.runtime.confirm import confirm
-        from tasks.runtime.console import rich_print, say, status_word
-        from tasks.runtime.lock import RunLock
-        from tasks.runtime.trace import Trace
-
-        for line in plan.render():
-            say(line)
-        if dry_run:
-            say("dry run: nothing was executed")
-            return 0
-        if not plan.selected:
-            say("nothing to run: every step is skipped")
-            return 0
-        orch = plan.orchestrator
-        if plan.mode == "delete" and orch.destructive_delete:
-            confirm(f"{orch.name} delete", yes=yes)
-        project = self.c.project
-        lock = RunLock(project.work / "locks" / f"{orch.name}.lock", orch.name)
-        trace = Trace(self.task_name, project.work, plan.env.layer_names(), mode=plan.mode)
-        outcome = "failed"
-        with lock:
-            if lock.took_over:
-                say(f"note: took over a stale lock left by pid {lock.took_over.get('pid')}")
-            try:
-                total = len(plan.selected)
-                failure: HomelabError | None = None
-                for entry in plan.entries:
-                    record: dict[str, Any] = {
-                        "id": entry.step.id,
-                        "name": entry.step.name,
-                        "number": entry.step.number,
-                    }
-                    if not entry.included:
-                        trace.step({**record, "outcome": "skipped", "reason": entry.reason})
-                        continue
-                    if failure is not None:
-                        trace.step(
-                            {**record, "outcome": "not-run", "reason": "an earlier step failed"}
-                        )
-                        continue
-                    position = plan.selected.index(entry.step) + 1
-                    say(f"[{position}/{total}] {entry.step.id} ({plan.mode})")
-                    sc = StepContext(self.c, plan.env, plan.mode, dict(options or {}))
-                    started, t0 = (
-                        utc_now(),
-                        time.monotonic(),
-                    )
-                    try:
-                        entry.step.action(sc)
-                    except HomelabError as exc:
-                        failure = exc
-                    except KeyboardInterrupt:
-                        trace.step(
-                            {
-                                **record,
-                                "started": started,
-                                "outcome": "interrupted",
-                                "exit_code": 130,
-                            }
-                        )
-                        raise
-                    elapsed = time.monotonic() - t0
-                    step_outcome = "failed" if failure else "ok"
-                    trace.step(
-                        {
-                            **record,
-                            "started": started,
-                            "ended": utc_now(),
-                            "seconds": round(elapsed, 3),
-                            "outcome": step_outcome,
-                            "exit_code": failure.exit_code if failure else 0,
-                            "error": failure.message if failure else None,
-                            "notes": sc.notes,
-                        }
-                    )
-                    rich_print(f"    {status_word(step_outcome)} ({elapsed:.1f}s)")
-                if failure is not None:
-                    raise failure
-                outcome = "ok"
-            finally:
-                path = trace.write(outcome)
-                say(f"trace: {project.rel(path)}")
-        return 0
+            header.append("only: " + ",".join(self.only))
+        actions = [
+            Action(
+                id=e.step.id,
+                summary=e.step.summary,
+                run=e.step.action,
+                destructive=self.mode == "delete" and orch.destructive_delete,
+                included=e.included,
+                reason="/".join(m for m in MODES if m in e.step.modes) + "; " + e.reason,
+                number=e.step.number,
+            )
+            for e in self.entries
+        ]
+        return Plan(
+            title=f"{orch.name} {self.mode}",
+            area=orch.name,
+            actions=actions,
+            mode=self.mode,
+            header=header,
+            nothing="nothing to run: every step is skipped",
+            options=dict(options or {}),
+            show_mode=True,
+        )
 
 
 def run_orchestrator(
-    c: HomelabContext,
+    run: Run,
     orch: Orchestrator,
     mode: str,
     *,
-    task_name: str,
-    override: str | None = None,
     only: str | None = None,
-    dry_run: bool = False,
     yes: bool = False,
     options: dict[str, Any] | None = None,
 ) -> None:
-    """The whole front half of an orchestrator task: env chain, plan, run."""
-    env = c.use_env(orch.chain, override)
-    plan = StepPlan.build(orch, mode, env, only)
-    StepRunner(c, task_name).run(plan, dry_run=dry_run, yes=yes, options=options)
+    """The whole front half of an orchestrator task: plan, then the engine."""
+    run.extra["mode"] = mode
+    plan = StepPlan.build(orch, mode, run, only)
+    run.execute(plan.to_plan(options), yes=yes)

@@ -1,0 +1,222 @@
+"""The runner's `inv`: Invoke's own CLI as a Program subclass, installed as the `inv` script.
+
+Invoke documents reusing its CLI as a program of one's own; `pyproject.toml` installs this one as
+`inv` and `invoke` (setup.sh runs `pip install -e .`). On top of Invoke's parsing it adds:
+
+- optional positionals (a task's `optional_positional`): `inv app.mode` lists, `inv app.mode X`
+  selects. On Invoke's "did not receive required positional arguments" for a left-out optional
+  one, the arguments are parsed again with a placeholder in its place, which the task sees as None;
+- the project's error for a missing required positional: exit 2 naming it and its valid values
+  (the task's `choices`);
+- `did you mean: ...?` for an unknown task name;
+- bare `inv` lists the tasks with a hint;
+- `-h`/`--help` after a task name is that task's help, also when a positional is missing;
+- a bash completion script that calls this `inv` by its absolute path, so TAB works with
+  `.venv/bin/inv` when the venv is not on PATH.
+
+It relies on two of Invoke's parse error texts (a test pins them) and on public Program hooks
+(`parse_tasks`, `no_tasks_given`, `parse_core_args`, `parse_cleanup`). Nothing here imports the
+runner's `tasks` package: task attributes are read with getattr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from invoke import Exit, ParseError, Program
+
+OMITTED = "\x00omitted\x00"  # stands in for a left-out optional positional during a re-parse
+HELP = ("-h", "--help")
+MISSING = "did not receive required positional arguments"
+UNKNOWN = re.compile(r"No idea what (.+) is!$")
+# Set by main(): tasks.py warns when `inv` is Invoke's own script instead of this program.
+ACTIVE = False
+
+
+class HomelabProgram(Program):
+    def parse_tasks(self) -> None:
+        argv = list(self.core.unparsed)
+        try:
+            self._parse_filling(argv, 0)
+        except ParseError as exc:
+            raise self._friendly(exc) from None
+        finally:
+            self.core.unparsed = argv
+        for ctx in self.tasks:
+            for arg in ctx.positional_args:
+                if arg.raw_value == OMITTED:
+                    arg.set_value(None, cast=False)  # the task gets None (its default)
+                elif arg.raw_value in HELP:  # Invoke feeds a missing positional `-h`/`--help`
+                    self.args.help.value = ctx.name
+
+    def _parse_filling(self, argv: list[str], omitted: int) -> None:
+        """Parse argv; on a left-out optional positional, re-parse with OMITTED in its place."""
+        self.core.unparsed = argv
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            fixes = [
+                *self._fill_missing(argv, exc),
+                *self._unswallow_task_names(argv, [exc.context]),
+            ]
+            error = exc
+        else:
+            fixes = list(self._unswallow_task_names(argv, self.tasks))
+            if not fixes:
+                placed = sum(a.raw_value == OMITTED for c in self.tasks for a in c.positional_args)
+                if placed != omitted:
+                    raise ParseError("an omitted optional positional was misplaced")
+                return
+        for candidate, n in fixes:
+            try:
+                return self._parse_filling(candidate, omitted + n)
+            except ParseError as again:
+                error = again  # the reading with the omission explains the input better
+        raise error
+
+    def _task(self, ctx):
+        if ctx is None or not ctx.name or ctx.name not in self.collection:
+            return None
+        return self.collection[ctx.name]
+
+    def _optional(self, ctx, arg) -> bool:
+        return arg.name in getattr(self._task(ctx), "optional_positional", ())
+
+    def _value_spots(self, argv: list[str], ctx):
+        """For each token naming ctx's task: the indices of the positional values it was given."""
+        given = [a.raw_value for a in ctx.positional_args if a.raw_value is not None]
+        contexts = self.parser.contexts
+        for i, token in enumerate(argv):
+            if token in contexts and contexts[token].name == ctx.name:
+                spots, at = [i], i + 1
+                for value in given:
+                    if value not in argv[at:]:
+                        break
+                    at = argv.index(value, at) + 1
+                    spots.append(at - 1)
+                else:
+                    yield spots
+
+    def _fill_missing(self, argv: list[str], exc: ParseError):
+        """`inv app.mode [--flags]`: put OMITTED after the task name and its given positionals."""
+        ctx = exc.context
+        if not (ctx and MISSING in str(exc)) or any(
+            a.raw_value in HELP for a in ctx.positional_args
+        ):
+            return
+        missing = ctx.missing_positional_args
+        if all(self._optional(ctx, a) for a in missing):
+            for spots in self._value_spots(argv, ctx):
+                at = spots[-1] + 1
+                yield argv[:at] + [OMITTED] * len(missing) + argv[at:], len(missing)
+
+    def _unswallow_task_names(self, argv: list[str], contexts):
+        """`inv app.mode env.check l1`: an optional positional must not eat the next task's name."""
+        for ctx in filter(None, contexts):
+            args = [a for a in ctx.positional_args if a.raw_value is not None]
+            for j, arg in enumerate(args):
+                if self._optional(ctx, arg) and arg.raw_value in self.parser.contexts:
+                    for spots in self._value_spots(argv, ctx):
+                        yield argv[: spots[j + 1]] + [OMITTED] + argv[spots[j + 1] :], 1
+                    return
+
+    def _friendly(self, exc: ParseError) -> Exception:
+        ctx = exc.context
+        task = self._task(ctx)
+        if ctx is not None and MISSING in str(exc) and task is not None:
+            if any(a.raw_value in HELP for a in ctx.positional_args):
+                self.print_task_help(str(ctx.name))
+                return Exit()
+            parts = []
+            for arg in [a for a in ctx.missing_positional_args if not self._optional(ctx, a)]:
+                values = getattr(task, "choices", {}).get(arg.name)
+                shown = f": one of {', '.join(values())}" if values else ""
+                parts.append(str(arg.name).upper() + shown)
+            usage = f"\n  hint: `{self.binary} {ctx.name} --help` shows its arguments"
+            return Exit(f"error: {ctx.name} needs {'; '.join(parts)}{usage}", code=2)
+        found = UNKNOWN.match(str(exc))
+        if found:
+            import ast
+            import difflib
+
+            token = ast.literal_eval(found.group(1))
+            names = [n for p, aliases in self.collection.task_names.items() for n in (p, *aliases)]
+            close = difflib.get_close_matches(str(token), names, n=3)
+            if close and not str(token).startswith("-"):
+                return ParseError(f"{exc}\ndid you mean: {', '.join(close)}?", ctx)
+        return exc
+
+    def no_tasks_given(self) -> None:
+        self.list_tasks()
+        print(f"\nrun '{self.binary} TASK --help' for a task's flags")
+        raise Exit
+
+    # -- shell completion that works when the venv's bin/ is not on PATH -----------------------
+
+    def executable(self) -> str:
+        me = sys.argv[0]
+        if os.path.basename(me) not in self.binary_names:
+            me = os.path.join(sys.prefix, "bin", self.binary_names[0])
+        return os.path.abspath(me)
+
+    def parse_core_args(self) -> None:
+        super().parse_core_args()
+        shell = self.args["print-completion-script"].value
+        if shell in ("bash", "zsh"):
+            import shlex
+
+            script = BASH if shell == "bash" else ZSH
+            names = " ".join(self.binary_names)
+            print(script.format(exe=shlex.quote(self.executable()), names=names))
+            raise Exit
+
+    def parse_cleanup(self) -> None:
+        if self.args.complete.value:  # Invoke strips only a literal `inv ` from the command line
+            first, _, rest = self.core.remainder.partition(" ")
+            if os.path.basename(first) in self.binary_names:
+                self.core.remainder = f"{self.binary_names[0]} {rest}"
+        super().parse_cleanup()
+
+
+BASH = """\
+# homelab runner: bash completion for inv (calls {exe}, so the venv need not be on PATH)
+_complete_homelab_inv() {{
+    local candidates
+    candidates=$({exe} --complete -- ${{COMP_WORDS[*]}})
+    COMPREPLY=( $(compgen -W "${{candidates}}" -- "$2") )
+}}
+complete -F _complete_homelab_inv -o default {names}"""
+
+ZSH = """\
+# homelab runner: zsh completion for inv (calls {exe}, so the venv need not be on PATH)
+_complete_homelab_inv() {{
+    collection_arg=''
+    if [[ "${{words}}" =~ "(-c|--collection) [^ ]+" ]]; then
+        collection_arg=$MATCH
+    fi
+    reply=( $({exe} ${{=collection_arg}} --complete -- ${{words}}) )
+}}
+compctl -K _complete_homelab_inv + -f {names}"""
+
+
+def version() -> str:
+    try:
+        from importlib.metadata import version as installed
+
+        return installed("homelab-runner")
+    except Exception:
+        return "unknown"
+
+
+def main() -> None:
+    global ACTIVE
+    ACTIVE = True
+    HomelabProgram(
+        name="homelab runner", binary="inv", binary_names=["inv", "invoke"], version=version()
+    ).run()
+
+
+if __name__ == "__main__":
+    main()

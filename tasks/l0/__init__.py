@@ -1,0 +1,121 @@
+"""L0: runway - check env, credentials, the Proxmox API, nodes, storage and tools; change nothing."""
+
+from __future__ import annotations
+
+from tasks.runtime.cli import task
+from tasks.runtime.pipeline import LayerStage, register_stage
+
+
+def run_runway(run, *, serial=False, as_json=False) -> None:
+    """The whole runway: gather inputs, run the probes, print, raise if a required check failed."""
+    import json
+    import time
+
+    from tasks.l0.checks import (
+        FAIL,
+        RunwayInputs,
+        api_probes,
+        env_probes,
+        run_probes,
+        tool_probes,
+    )
+    from tasks.runtime.config import load_layer_manifests
+    from tasks.runtime.console import say, table
+    from tasks.runtime.errors import ConfigError, ExternalError, HomelabError
+
+    env = run.env
+    manifest = load_layer_manifests(run.project).get("l0", {})
+    values = dict(env.merged)
+    node = (values.get("PVE_NODE") or "").strip()
+    storage = (values.get("PVE_STORAGE_VM") or "").strip()
+    inputs = RunwayInputs(
+        env=values,
+        required_env=list(manifest.get("required_env") or []),
+        privileges=dict(manifest.get("privileges") or {}),
+        tools=list(manifest.get("tools") or []),
+        nodes={node} if node else set(),
+        storages={(node, storage)} if node and storage else set(),
+        iso_storage=(values.get("PVE_STORAGE_ISO") or "").strip() or None,
+        iso_node=node or None,
+    )
+    try:
+        from tasks.l2.apply import declared_nodes_and_storages
+
+        nodes, pairs = declared_nodes_and_storages(run)
+        inputs.nodes |= nodes
+        inputs.storages |= {(n, s) for n, s in pairs if n and s}
+    except HomelabError as exc:
+        inputs.l2_error = exc.message.splitlines()[0]
+    probes = env_probes(inputs) + tool_probes(inputs)
+    client = None
+    settings_error: ConfigError | None = None
+    try:
+        from tasks.adapters.proxmox import ProxmoxClient
+
+        client = ProxmoxClient.from_run(run)
+    except ConfigError as exc:
+        settings_error = exc
+    if client is not None:
+        probes += api_probes(inputs, client)
+    started = time.perf_counter()
+    rows = run_probes(probes, serial=serial)
+    wall = time.perf_counter() - started
+    if settings_error is not None:
+        from tasks.l0.checks import SKIP, Row
+
+        # The env rows catch what is missing; a value that is there but unusable (an http://
+        # host, a non-numeric timeout, a CA file that does not exist) only shows up here.
+        rows.append(
+            Row("env: Proxmox settings", FAIL, settings_error.message, settings_error.hint or "")
+        )
+        rows.append(Row("api", SKIP, "the Proxmox settings above are incomplete or invalid"))
+    failed = [r for r in rows if r.status == FAIL and r.required]
+    if as_json:
+        say(
+            json.dumps(
+                {
+                    "ok": not failed,
+                    "seconds": round(wall, 3),
+                    "checks": [vars(r) | {"seconds": round(r.seconds, 3)} for r in rows],
+                },
+                indent=2,
+            )
+        )
+    else:
+        table(
+            ["CHECK", "STATUS", "DETAIL", "FIX"],
+            [[r.check, r.status, r.detail, r.fix] for r in rows],
+        )
+    if failed:
+        names = ", ".join(r.check for r in failed)
+        if all(r.check.startswith(("env:", "l2:")) for r in failed):
+            raise ConfigError(f"runway: {len(failed)} required check(s) failed: {names}")
+        raise ExternalError(f"runway: {len(failed)} required check(s) failed: {names}")
+    if not as_json:
+        say(f"runway: all {len(rows)} checks passed; nothing was changed")
+
+
+@task(
+    help={
+        "json": "print the checks as JSON",
+        "serial": "run the checks one after another instead of at once (for comparison)",
+        "profile": "extra env file, highest precedence",
+    }
+)
+def runway(run, json=False, serial=False, profile=None):
+    """Check env, credentials, token privileges, nodes, storage and tools; change nothing."""
+    run_runway(run, serial=serial, as_json=json)
+
+
+def _up_runway(sc) -> None:
+    run_runway(sc.run)
+
+
+register_stage(
+    LayerStage(
+        layer="l0",
+        name="runway",
+        run=_up_runway,
+        summary="check env, API, token privileges, nodes, storage and tools (read-only)",
+    )
+)

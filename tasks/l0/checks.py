@@ -1,0 +1,338 @@
+"""L0 runway checks: fail fast, change nothing. Every probe only reads; they run concurrently.
+
+A probe returns one or more rows (check, status, detail, fix). Probes that need the API run at
+the same time as the one proving the API works; if that one fails, their rows become "skip" so
+the operator sees one cause, not six.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.runtime.errors import HomelabError
+from tasks.runtime.settings import parse_bool
+
+OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
+
+
+@dataclass
+class Row:
+    check: str
+    status: str
+    detail: str
+    fix: str = ""
+    required: bool = True
+    seconds: float = 0.0
+
+
+@dataclass
+class Probe:
+    name: str
+    run: Callable[[], list[Row]]
+    needs_api: bool = False
+
+
+@dataclass
+class RunwayInputs:
+    env: dict[str, str]
+    required_env: list[str]
+    privileges: dict[str, list[str]]  # acl path template -> privileges
+    tools: list[dict[str, Any]]
+    nodes: set[str] = field(default_factory=set)
+    storages: set[tuple[str, str]] = field(default_factory=set)  # (node, storage) for VM images
+    iso_storage: str | None = None
+    iso_node: str | None = None  # the ISO storage is checked on PVE_NODE
+    l2_error: str | None = None
+
+
+def _row_error(check: str, exc: HomelabError, fix: str = "") -> Row:
+    return Row(check, FAIL, exc.message.splitlines()[0], fix or (exc.hint or ""))
+
+
+def env_probes(inputs: RunwayInputs) -> list[Probe]:
+    from tasks.adapters.proxmox import TOKEN_ID
+
+    def required() -> list[Row]:
+        missing = [n for n in inputs.required_env if not (inputs.env.get(n) or "").strip()]
+        if missing:
+            return [
+                Row(
+                    "env: required variables",
+                    FAIL,
+                    "missing: " + ", ".join(missing),
+                    "set them in inventory/config.env, inventory/profiles/*.env, Doppler or the shell",
+                )
+            ]
+        return [Row("env: required variables", OK, f"all {len(inputs.required_env)} present")]
+
+    def token() -> list[Row]:
+        token_id = (inputs.env.get("PM_TOKEN_ID") or "").strip()
+        if not token_id:
+            return [Row("env: PM_TOKEN_ID format", SKIP, "not set")]
+        if TOKEN_ID.match(token_id):
+            return [Row("env: PM_TOKEN_ID format", OK, token_id)]
+        return [
+            Row(
+                "env: PM_TOKEN_ID format",
+                FAIL,
+                f"{token_id!r} is not user@realm!tokenid",
+                "copy the token id from Datacenter > Permissions > API Tokens (e.g. homelab@pve!runner)",
+            )
+        ]
+
+    def tls_mode() -> list[Row]:
+        if parse_bool(inputs.env.get("PVE_TLS_INSECURE")):
+            return [
+                Row(
+                    "tls: verification",
+                    WARN,
+                    "OFF (PVE_TLS_INSECURE=1)",
+                    "set PVE_CA_BUNDLE to your CA's certificate and drop PVE_TLS_INSECURE",
+                    required=False,
+                )
+            ]
+        bundle = (inputs.env.get("PVE_CA_BUNDLE") or "").strip()
+        return [Row("tls: verification", OK, f"on (CA: {bundle or 'system trust store'})")]
+
+    probes = [Probe("env", required), Probe("token", token), Probe("tls", tls_mode)]
+    if inputs.l2_error:
+        error = inputs.l2_error
+        probes.append(
+            Probe(
+                "l2",
+                lambda: [
+                    Row(
+                        "l2: declared VMs",
+                        FAIL,
+                        error,
+                        "fix the declaration under layers/l2/ (inv l2.plan shows the same)",
+                    )
+                ],
+            )
+        )
+    return probes
+
+
+def api_probes(inputs: RunwayInputs, client: Any) -> list[Probe]:
+    from tasks.adapters.proxmox import PveApiError, held_privileges
+
+    def version() -> list[Row]:
+        try:
+            info = client.version()
+        except PveApiError as exc:
+            if exc.status is None:
+                return [
+                    _row_error("api: endpoint and TLS", exc),
+                    Row("api: credentials", SKIP, "endpoint failed"),
+                ]
+            endpoint = Row(
+                "api: endpoint and TLS", OK, f"{client.base_url} answers, certificate valid"
+            )
+            return [endpoint, _row_error("api: credentials", exc)]
+        return [
+            Row("api: endpoint and TLS", OK, f"{client.base_url} answers, certificate valid"),
+            Row(
+                "api: credentials",
+                OK,
+                f"token {client.settings.token_id} works (PVE {info.get('version', '?')})",
+            ),
+        ]
+
+    def privileges() -> list[Row]:
+        try:
+            held = client.permissions()
+        except PveApiError as exc:
+            return [_row_error("token: privileges", exc)]
+        rows = []
+        for template, wanted in inputs.privileges.items():
+            for path in _expand(template, inputs):
+                have = held_privileges(held, path)
+                missing = [p for p in wanted if p not in have]
+                check = f"token: privileges on {path}"
+                if missing:
+                    rows.append(
+                        Row(
+                            check,
+                            FAIL,
+                            "missing " + ", ".join(missing),
+                            f"grant them on {path} to {client.settings.token_id} (a role with these "
+                            "privileges; mind privilege separation)",
+                        )
+                    )
+                else:
+                    rows.append(Row(check, OK, "holds " + ", ".join(wanted)))
+        return rows
+
+    def nodes() -> list[Row]:
+        try:
+            listed = {n.get("node"): n.get("status") for n in client.nodes()}
+        except PveApiError as exc:
+            return [_row_error("node", exc)]
+        rows = []
+        for node in sorted(inputs.nodes):
+            check = f"node: {node}"
+            if node not in listed:
+                known = ", ".join(sorted(str(n) for n in listed)) or "none"
+                rows.append(
+                    Row(
+                        check,
+                        FAIL,
+                        f"not in the cluster (nodes: {known})",
+                        "fix PVE_NODE or the VM's node",
+                    )
+                )
+            elif listed[node] != "online":
+                rows.append(Row(check, FAIL, f"{listed[node]}", "bring the node online"))
+            else:
+                rows.append(Row(check, OK, "online"))
+        return rows
+
+    def storage_probe(node: str) -> Callable[[], list[Row]]:
+        def run() -> list[Row]:
+            try:
+                listed = {s.get("storage"): s for s in client.node_storages(node)}
+            except PveApiError as exc:
+                return [_row_error(f"storage: {node}", exc)]
+            rows = []
+            wanted = sorted(s for n, s in inputs.storages if n == node)
+            checks = [(s, "images", "VM disks") for s in wanted]
+            if inputs.iso_storage and node == inputs.iso_node:
+                checks.append((inputs.iso_storage, "iso", "ISO images"))
+            for storage, content, what in checks:
+                check = f"storage: {node}/{storage} ({what})"
+                info = listed.get(storage)
+                if info is None:
+                    known = ", ".join(sorted(str(s) for s in listed)) or "none"
+                    rows.append(
+                        Row(
+                            check,
+                            FAIL,
+                            f"not on this node (storages: {known})",
+                            "fix PVE_STORAGE_VM / PVE_STORAGE_ISO or the storage's nodes",
+                        )
+                    )
+                    continue
+                contents = str(info.get("content") or "").split(",")
+                problems = []
+                if str(info.get("enabled", 1)) in ("0", "False"):
+                    problems.append("disabled")
+                if str(info.get("active", 1)) in ("0", "False"):
+                    problems.append("not active")
+                if content not in contents:
+                    problems.append(
+                        f"does not accept {content} (content: {info.get('content') or 'none'})"
+                    )
+                if problems:
+                    rows.append(
+                        Row(
+                            check,
+                            FAIL,
+                            "; ".join(problems),
+                            f"Datacenter > Storage > {storage}: enable it and allow '{content}'",
+                        )
+                    )
+                else:
+                    rows.append(Row(check, OK, f"enabled, active, accepts {content}"))
+            return rows
+
+        return run
+
+    probes = [
+        Probe("version", version, True),
+        Probe("privileges", privileges, True),
+        Probe("nodes", nodes, True),
+    ]
+    storage_nodes = {n for n, _s in inputs.storages}
+    if inputs.iso_storage and inputs.iso_node:
+        storage_nodes.add(inputs.iso_node)
+    for node in sorted(storage_nodes):
+        probes.append(Probe(f"storage:{node}", storage_probe(node), True))
+    return probes
+
+
+def _expand(template: str, inputs: RunwayInputs) -> list[str]:
+    """`/nodes/{node}` and `/storage/{storage}` once per node/storage in use; `{iso_storage}` once."""
+    if "{node}" in template:
+        return [template.replace("{node}", n) for n in sorted(inputs.nodes)]
+    if "{storage}" in template:
+        return [template.replace("{storage}", s) for s in sorted({s for _n, s in inputs.storages})]
+    if "{iso_storage}" in template:
+        return [template.replace("{iso_storage}", inputs.iso_storage)] if inputs.iso_storage else []
+    return [template]
+
+
+def tool_probes(inputs: RunwayInputs) -> list[Probe]:
+    # The venv's own bin (ansible-playbook) counts even when the venv is not activated.
+    search = os.pathsep.join(
+        [inputs.env.get("PATH") or os.environ.get("PATH", ""), str(Path(sys.executable).parent)]
+    )
+
+    def probe(tool: dict[str, Any]) -> Callable[[], list[Row]]:
+        def run() -> list[Row]:
+            name, layer = tool["name"], tool.get("layer", "?")
+            required = bool(tool.get("required", True))
+            found = shutil.which(name, path=search)
+            check = f"tool: {name} ({layer})"
+            if found:
+                return [Row(check, OK, found, required=required)]
+            return [
+                Row(
+                    check,
+                    FAIL if required else WARN,
+                    "not found on PATH",
+                    tool.get("install", ""),
+                    required=required,
+                )
+            ]
+
+        return run
+
+    return [Probe(f"tool:{t['name']}", probe(t)) for t in inputs.tools]
+
+
+def run_probes(probes: list[Probe], *, serial: bool = False) -> list[Row]:
+    """Run every probe (concurrently unless `serial`); rows in probe order, each timed."""
+
+    def timed(probe: Probe) -> list[Row]:
+        started = time.perf_counter()
+        try:
+            rows = probe.run()
+        except HomelabError as exc:
+            rows = [_row_error(probe.name, exc)]
+        took = time.perf_counter() - started
+        for row in rows:
+            row.seconds = took
+        return rows
+
+    if serial:
+        results = [timed(p) for p in probes]
+    else:
+        from tasks.runtime.fanout import fan_out
+
+        done = fan_out(probes, timed, name=lambda p: p.name, parallel=max(1, len(probes)))
+        results = [o.value if o.ok else [Row(o.name, FAIL, o.detail)] for o in done]
+    api_down = any(
+        r.check in ("api: endpoint and TLS", "api: credentials") and r.status == FAIL
+        for rows in results
+        for r in rows
+    )
+    out: list[Row] = []
+    for probe, rows in zip(probes, results, strict=True):
+        if api_down and probe.needs_api and probe.name != "version":
+            out.append(
+                Row(
+                    f"{probe.name.replace(':', ': ')}",
+                    SKIP,
+                    "needs a working API connection (see above)",
+                )
+            )
+            continue
+        out.extend(rows)
+    return out

@@ -1,0 +1,141 @@
+"""Artifact manifests and the stable pointer, per template: `ARTIFACTS/<template>/`.
+
+Each build writes `<template>-<UTC stamp>.json`; `stable.json` is a copy of the promoted one plus
+the name of the file it was promoted from. L2 clones from `stable.json`'s `vmid` on `node`; it is
+only ever replaced whole (atomic rename), so a reader sees the old pointer or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tasks.runtime.errors import ConfigError
+from tasks.runtime.records import Record
+
+if TYPE_CHECKING:
+    from tasks.runtime.seam import Effects
+
+STABLE = "stable.json"
+# What L2 needs from the stable manifest; a manifest without them is refused, never promoted.
+REQUIRED_KEYS = ("name", "node", "vmid", "storage")
+
+
+def utc_stamp(now: float | None = None) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+
+
+def utc_iso(now: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+
+
+def update_stable_wanted(value: str | None) -> bool:
+    """UPDATE_STABLE: `yes` (the default when unset) promotes; any other value leaves stable alone."""
+    if value is None or value.strip() == "":
+        return True
+    return value.strip().lower() == "yes"
+
+
+class Artifact(Record):
+    __slots__ = ("path", "data")
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @property
+    def file(self) -> str:
+        return self.path.name
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    missing = [k for k in REQUIRED_KEYS if data.get(k) in (None, "")]
+    if missing:
+        raise ConfigError(f"{path}: artifact manifest lacks {', '.join(missing)}")
+    return data
+
+
+class ArtifactStore:
+    """The artifact manifests of one template."""
+
+    def __init__(self, artifacts_dir: Path, template: str, effects: Effects | None = None):
+        self.template = template
+        self.folder = artifacts_dir / template
+        self.effects = effects  # writes go through the seam (the folder is outside .work/)
+
+    @property
+    def stable_path(self) -> Path:
+        return self.folder / STABLE
+
+    def artifacts(self) -> list[Artifact]:
+        """Every artifact manifest, oldest first (the UTC stamp in the name sorts by time)."""
+        if not self.folder.is_dir():
+            return []
+        paths = sorted(
+            (p for p in self.folder.glob(f"{self.template}-*.json") if not p.name.startswith(".")),
+            key=self._order,
+        )
+        return [Artifact(p, _read(p)) for p in paths]
+
+    def _order(self, path: Path) -> tuple[str, int]:
+        """(stamp, n): `NAME-STAMP-2.json`, written in the same second, comes after `NAME-STAMP.json`."""
+        rest = path.stem[len(self.template) + 1 :]
+        stamp, _, n = rest.partition("-")
+        return stamp, int(n) if n.isdigit() else 1
+
+    def find(self, name: str | None) -> Artifact:
+        """The artifact named `name` (file name, with or without .json), or the newest."""
+        found = self.artifacts()
+        if not found:
+            raise ConfigError(
+                f"template {self.template} has no artifacts under {self.folder}",
+                hint=f"build one first: inv l1.build {self.template}",
+            )
+        if name is None:
+            return found[-1]
+        wanted = name if name.endswith(".json") else f"{name}.json"
+        for artifact in found:
+            if artifact.file == Path(wanted).name:
+                return artifact
+        raise ConfigError(
+            f"template {self.template} has no artifact {name!r}",
+            hint="inv l1.history " + self.template + " lists them",
+        )
+
+    def stable(self) -> dict[str, Any] | None:
+        if not self.stable_path.exists():
+            return None
+        return _read(self.stable_path)
+
+    def write(self, manifest: dict[str, Any], now: float | None = None) -> Artifact:
+        """Write a new artifact manifest; never overwrites an earlier one."""
+        stamp = utc_stamp(now)
+        path = self.folder / f"{self.template}-{stamp}.json"
+        n = 2
+        while path.exists():
+            path = self.folder / f"{self.template}-{stamp}-{n}.json"
+            n += 1
+        self._write(path, manifest)
+        return Artifact(path, manifest)
+
+    def promote(self, artifact: Artifact, now: float | None = None) -> dict[str, Any]:
+        """Point stable.json at `artifact`, atomically."""
+        pointer = {**artifact.data, "artifact": artifact.file, "promoted_at": utc_iso(now)}
+        self._write(self.stable_path, pointer)
+        return pointer
+
+    def _write(self, path: Path, payload: dict[str, Any]) -> None:
+        text = json.dumps(payload, indent=2) + "\n"
+        if self.effects is None:
+            raise RuntimeError("ArtifactStore: writing needs the run's effects")
+        self.effects.write_file(path, text)

@@ -1,0 +1,258 @@
+"""The Run: one per `inv` invocation, and everything below a task receives it.
+
+It holds the env chain, selected exactly once from the invoked task's flags (`--profile`,
+`--host-env`, `--no-doppler`) and resolved on first use (so `inv --help` or a task that needs no
+env never fetches Doppler); the typed settings, checked all at once before anything runs; the
+dry-run switch (Invoke's `--dry`, `run.dry` and every task's `--dry-run` are the same switch);
+the effects seam; the locks it holds; and the trace written when it ends.
+
+    run.env.get("PVE_NODE")            # the resolved env (EnvLayers), one chain for the whole run
+    run.settings.seconds("L3_WAIT", 120)
+    run.effects.command(["git", "status"], mutates=False)
+    run.execute(plan, yes=yes)         # the step engine: lock, confirm, steps, trace
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tasks.runtime.errors import ConfigError
+from tasks.runtime.project import Project
+from tasks.runtime.secrets import mask, mask_data
+
+if TYPE_CHECKING:
+    from tasks.runtime.envlayers import EnvLayers
+    from tasks.runtime.lock import RunLock
+    from tasks.runtime.seam import Effects
+    from tasks.runtime.settings import Settings
+    from tasks.runtime.steps import Plan
+
+
+class EnvSelection:
+    """Which env chain a run resolves: the chain, the override file, Doppler on or off."""
+
+    __slots__ = ("chain", "override", "doppler")
+
+    def __init__(self, chain: str = "cluster", override: Path | None = None, doppler: bool = True):
+        self.chain = chain
+        self.override = override
+        self.doppler = doppler
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EnvSelection) and (
+            self.chain,
+            self.override,
+            self.doppler,
+        ) == (other.chain, other.override, other.doppler)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def describe(self) -> str:
+        parts = [f"{self.chain} chain"]
+        if self.override:
+            parts.append(f"override {self.override}")
+        if not self.doppler:
+            parts.append("Doppler off")
+        return ", ".join(parts)
+
+    @classmethod
+    def from_flags(
+        cls,
+        chain: str,
+        *,
+        profile: str | None = None,
+        host_env: str | None = None,
+        doppler: bool = True,
+    ) -> EnvSelection:
+        if profile and host_env:
+            raise ConfigError(
+                "--profile belongs to the cluster chain and --host-env to the host chain; give one"
+            )
+        if host_env:
+            chain = "host"
+        raw = profile or host_env
+        override = None
+        if raw:
+            override = Path(str(raw)).expanduser()
+            if not override.is_absolute():
+                override = Path.cwd() / override
+        return cls(chain, override, doppler)
+
+
+class Run:
+    """One invocation of the runner (see the module docstring)."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        task: str,
+        argv: list[str] | None = None,
+        dry_run: bool = False,
+        selection: EnvSelection | None = None,
+        check_settings: bool = True,
+        traced: bool = False,
+        shell: dict[str, str] | None = None,
+    ) -> None:
+        from tasks.runtime.seam import Effects
+
+        self.project = project
+        self.tasks = [task]
+        self.argv = list(sys.argv if argv is None else argv)
+        self.dry_run = dry_run
+        self.selection = selection or EnvSelection()
+        self.check_settings = check_settings
+        self.traced = traced
+        self._shell = shell
+        self.started = time.time()
+        self.id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(self.started))}-{os.getpid()}"
+        self._env: EnvLayers | None = None
+        self._settings: Settings | None = None
+        self._locks: list[RunLock] = []
+        self.steps: list[dict[str, Any]] = []
+        self.extra: dict[str, Any] = {}
+        self.effects: Effects = Effects(
+            dry_run=dry_run, child_env=lambda: self.env.merged, work=project.work
+        )
+
+    @property
+    def task(self) -> str:
+        return self.tasks[0]
+
+    # ------------------------------------------------------------------ env and settings
+
+    @property
+    def env(self) -> EnvLayers:
+        """The resolved env chain, resolved on first use and then fixed for the whole run."""
+        if self._env is None:
+            from tasks.runtime.envlayers import resolve_env
+            from tasks.runtime.settings import Settings
+
+            env = resolve_env(
+                self.project.inventory,
+                chain=self.selection.chain,
+                override_file=self.selection.override,
+                shell=self._shell,
+                doppler=self.selection.doppler,
+                fetch_doppler=self._fetch_doppler,
+                root=self.project.root,
+            )
+            settings = Settings(env)
+            if self.check_settings:
+                settings.check()  # every bad value at once, before anything runs
+            self._env, self._settings = env, settings
+        return self._env
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            _ = self.env
+        assert self._settings is not None
+        return self._settings
+
+    def _fetch_doppler(self, control: dict[str, str]) -> dict[str, str]:
+        from tasks.runtime.doppler import fetch_secrets
+
+        return fetch_secrets(self.effects, {**(self._shell or os.environ), **control})
+
+    def use_selection(self, selection: EnvSelection, task: str) -> None:
+        """A second task of the same invocation: it must want the same env (one env per run)."""
+        if selection != self.selection:
+            raise ConfigError(
+                f"{task} wants the env {selection.describe()}, but this run already uses "
+                f"{self.selection.describe()}: one run resolves one env",
+                hint="run the tasks one `inv` at a time",
+            )
+        if task not in self.tasks:
+            self.tasks.append(task)
+
+    # ------------------------------------------------------------------ locks and steps
+
+    def lock(self, area: str) -> RunLock:
+        """Hold the area's lock for the rest of the run; a second run refuses, naming the holder."""
+        from tasks.runtime.console import say
+        from tasks.runtime.lock import RunLock
+
+        for held in self._locks:
+            if held.name == area:
+                return held
+        lock = RunLock(self.project.work / "locks" / f"{area}.lock", area, holder=self._holder())
+        lock.acquire()
+        if lock.took_over:
+            say(f"note: took over a stale {area} lock left by pid {lock.took_over.get('pid')}")
+        self._locks.append(lock)
+        return lock
+
+    def _holder(self) -> dict[str, Any]:
+        return {"task": " ".join(self.tasks), "run": self.id}
+
+    def execute(self, plan: Plan, *, yes: bool = False) -> None:
+        """Print the plan; unless a dry run: confirm, lock, run its steps, record them."""
+        from tasks.runtime.steps import execute_plan
+
+        execute_plan(self, plan, yes=yes)
+
+    def record_step(self, record: dict[str, Any]) -> None:
+        self.steps.append(mask_data(record))
+
+    # ------------------------------------------------------------------ the end
+
+    def finish(self, outcome: str, *, exit_code: int = 0, error: str | None = None) -> Path | None:
+        """Release the locks and write the trace (for every run that did or tried something)."""
+        try:
+            path = None
+            if self.traced or self.steps or self.effects.records or outcome != "ok":
+                path = self.write_trace(outcome, exit_code=exit_code, error=error)
+        finally:
+            for lock in reversed(self._locks):
+                with contextlib.suppress(OSError):
+                    lock.release()
+            self._locks.clear()
+        return path
+
+    def write_trace(self, outcome: str, *, exit_code: int, error: str | None) -> Path:
+        import getpass
+        import platform
+
+        from tasks.runtime.files import atomic_write_json
+
+        ended = time.time()
+        env_layers = self._env.layer_names() if self._env is not None else []
+        try:
+            operator = getpass.getuser()
+        except (KeyError, OSError):
+            operator = str(os.getuid())
+        payload = {
+            "run": self.id,
+            "task": self.task,
+            "tasks": self.tasks,
+            "argv": [mask(a) for a in self.argv],
+            "dry_run": self.dry_run,
+            "env": self.selection.describe(),
+            "env_layers": env_layers,
+            "started": _iso(self.started),
+            "ended": _iso(ended),
+            "seconds": round(ended - self.started, 3),
+            "outcome": outcome,
+            "exit_code": exit_code,
+            "error": mask(error) if error else None,
+            "operator": operator,
+            "host": platform.node(),
+            "locks": [lock.name for lock in self._locks],
+            "steps": self.steps,
+            "effects": self.effects.trace_records(),
+            **mask_data(self.extra),
+        }
+        name = f"{self.task.replace('.', '-')}-{self.id}.json"
+        path = self.project.work / "traces" / name
+        atomic_write_json(path, payload, mode=0o600)
+        return path
+
+
+def _iso(stamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))

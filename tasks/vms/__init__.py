@@ -1,1 +1,0 @@
-"""L2 VMs: specs (declared), facts (what Proxmox says), actions (what to change)."""
