@@ -18,10 +18,10 @@ CONVERGE_HELP = {
     "group": HOSTS_HELP,
     "tags": "only run playbook tasks with these Ansible tags (comma-separated)",
     "limit": "narrow the group further (hosts or groups, comma-separated)",
-    "check": "Ansible check and diff mode: report what would change, change nothing",
+    "check": "report what would change (Ansible check and diff mode) and stop; change nothing",
     "wait": "how long to wait for SSH and cloud-init before giving up on a host (default 120s)",
     "parallel": "hosts worked on at once (default 10)",
-    "dry_run": "print the hosts and the ansible-playbook command; connect to nothing",
+    "dry_run": "read only (SSH, then Ansible's check mode) and print the plan; change nothing",
 }
 
 # cloud-init's `status --wait` exits 0 when done and 2 when done with recoverable errors.
@@ -68,6 +68,49 @@ def wait_ready(
     return outcomes
 
 
+class HostRow:
+    """One host's line of the converge table."""
+
+    __slots__ = ("name", "status", "ok", "changed", "failed", "detail")
+
+    def __init__(self, name: str, status: str, ok=None, changed=None, failed=None, detail=""):
+        self.name = name
+        self.status = status
+        self.ok = ok
+        self.changed = changed
+        self.failed = failed
+        self.detail = detail
+
+    def cells(self) -> list[object]:
+        shown = ["-" if v is None else v for v in (self.ok, self.changed, self.failed)]
+        return [self.name, self.status, *shown, self.detail]
+
+
+def _playbook(run: Run, argv: list[str], rendered, hosts: list[str], *, mutates: bool, what: str):
+    """One ansible-playbook run, its output streamed, its PLAY RECAP read back per host."""
+    from tasks.l3.ansible import parse_recap
+
+    result = run.effects.command(
+        argv,
+        mutates=mutates,
+        env={"ANSIBLE_CONFIG": str(rendered.config), "ANSIBLE_NOCOLOR": "1"},
+        check=False,
+        on_stdout=lambda line: print(line, end="", flush=True),
+        on_stderr=lambda line: print(line, end="", flush=True),
+        what=what,
+    )
+    recap = parse_recap(result.stdout)
+    rows: dict[str, HostRow] = {}
+    for name in hosts:
+        counts = recap.get(name)
+        if counts is None:
+            rows[name] = HostRow(name, "failed", detail="no PLAY RECAP line (see above)")
+            continue
+        status = "unreachable" if counts["unreachable"] else "failed" if counts["failed"] else "ok"
+        rows[name] = HostRow(name, status, counts["ok"], counts["changed"], counts["failed"])
+    return result.exited, rows
+
+
 def converge(
     run: Run,
     layer: str,
@@ -79,10 +122,13 @@ def converge(
     wait: float = 120.0,
     parallel: int = 10,
 ) -> None:
-    """Converge `group` with `layers/<layer>/site.yml`; a per-host summary; non-zero on failures."""
+    """Converge `group` with `layers/<layer>/site.yml`: plan from reads (wait for SSH and
+    cloud-init, then `ansible-playbook --check --diff`), then run the playbook for real only on
+    the hosts where the check reports changes. A converged fleet sees no mutating call at all.
+    `check` (and a dry run) stop after the reads."""
     import shlex
 
-    from tasks.l3.ansible import Rendered, parse_recap, playbook_argv, render
+    from tasks.l3.ansible import playbook_argv, render
     from tasks.l3.inventory import load_inventory
     from tasks.runtime.console import say, table
     from tasks.runtime.fanout import check_parallel
@@ -96,84 +142,91 @@ def converge(
     inv = load_inventory(project)
     hosts: list[HostSpec] = inv.select(group, limit)
     settings = inv.settings(project, run)
-    mode = "check and diff mode" if check else "apply"
-    say(f"{layer}: {group} ({len(hosts)} host(s): {', '.join(h.name for h in hosts)}), {mode}")
-    folder = project.work / "inventory"
-    preview = playbook_argv(
-        Rendered(folder / "hosts.yml", folder / "ansible.cfg"),
-        playbook,
-        [h.name for h in hosts],
-        tags=tags,
-        check=check,
+    names = [h.name for h in hosts]
+    say(f"{layer}: {group} ({len(hosts)} host(s): {', '.join(names)})")
+    # The reads: reachable hosts, then what Ansible's check mode says would change.
+    targets = [inv.target(h) for h in hosts]
+    readiness = wait_ready(
+        run, targets, settings, wait=0.0 if run.dry_run else wait, parallel=parallel
     )
-    state: dict[str, object] = {}
+    rows = {n: HostRow(n, o.status, detail=o.detail) for n, o in readiness.items() if not o.ok}
+    ready = [n for n in names if readiness[n].ok]
+    rendered = render(project, inv, settings, forks=parallel)
+    rel = project.rel(playbook)
+    exited = 0
+    if ready:
+        argv = playbook_argv(rendered, playbook, ready, tags=tags, check=True)
+        exited, checked = _playbook(
+            run, argv, rendered, ready, mutates=False, what=f"ansible-playbook {rel} --check"
+        )
+        rows.update(checked)
+    pending = [n for n in ready if rows[n].status != "ok" or (rows[n].changed or 0) > 0]
+    unreached = [n for n in names if n not in ready]
 
-    def ready(sc) -> None:
-        targets = [inv.target(h) for h in hosts]
-        state["readiness"] = wait_ready(run, targets, settings, wait=wait, parallel=parallel)
-
-    def play(sc) -> None:
-        rendered = render(project, inv, settings, forks=parallel)
-        readiness: dict[str, Outcome] = state["readiness"]  # type: ignore[assignment]
-        ready_hosts = [h.name for h in hosts if readiness[h.name].ok]
-        rows: dict[str, list[object]] = {}
-        for name, outcome in readiness.items():
-            if not outcome.ok:
-                rows[name] = [name, outcome.status, "-", "-", "-", outcome.detail]
-        exited = 0
-        if ready_hosts:
-            argv = playbook_argv(rendered, playbook, ready_hosts, tags=tags, check=check)
-            result = run.effects.command(
-                argv,
-                mutates=not check,
-                env={"ANSIBLE_CONFIG": str(rendered.config), "ANSIBLE_NOCOLOR": "1"},
-                check=False,
-                on_stdout=lambda line: print(line, end="", flush=True),
-                on_stderr=lambda line: print(line, end="", flush=True),
-                what=f"ansible-playbook {project.rel(playbook)} --limit {','.join(ready_hosts)}",
-            )
-            exited = result.exited
-            recap = parse_recap(result.stdout)
-            for name in ready_hosts:
-                counts = recap.get(name)
-                if counts is None:
-                    rows[name] = [name, "failed", "-", "-", "-", "no PLAY RECAP line (see above)"]
-                    continue
-                status = (
-                    "unreachable"
-                    if counts["unreachable"]
-                    else "failed"
-                    if counts["failed"]
-                    else "ok"
-                )
-                rows[name] = [name, status, counts["ok"], counts["changed"], counts["failed"], ""]
-        ordered = [rows[h.name] for h in hosts]
+    def report(title_suffix: str) -> None:
         say("")
         table(
             ["HOST", "RESULT", "OK", "CHANGED", "FAILED", "DETAIL"],
-            ordered,
-            title=f"{layer} converge: {group}{' (check)' if check else ''}",
+            [rows[n].cells() for n in names],
+            title=f"{layer} converge: {group}{title_suffix}",
         )
-        bad = [r for r in ordered if r[1] != "ok"]
-        if bad or exited:
-            names = ", ".join(f"{r[0]} ({r[1]})" for r in bad) or f"ansible-playbook exit {exited}"
+
+    def fail_for(bad: list[str], code: int) -> None:
+        if bad or code:
+            listed = (
+                ", ".join(f"{n} ({rows[n].status})" for n in bad) or f"ansible-playbook exit {code}"
+            )
             raise ExternalError(
-                f"{layer} converge: {len(bad)} of {len(hosts)} host(s) did not converge: {names}",
+                f"{layer} converge: {len(bad)} of {len(hosts)} host(s) did not converge: {listed}",
                 hint="the table above and Ansible's output name the task that failed",
             )
-        changed = sum(int(r[3]) for r in ordered if isinstance(r[3], int))
-        if changed == 0:
-            say(f"{layer}: every host already as wanted")
-        else:
-            verb = "would change" if check else "changed"
-            say(f"{layer}: {verb} {changed} thing(s) across {len(hosts)} host(s)")
 
+    report(" (check)")  # what the reads found, always
+    if check:
+        fail_for([n for n in names if rows[n].status != "ok"], exited)
+        changed = sum(rows[n].changed or 0 for n in ready)
+        say(
+            f"{layer}: "
+            + (f"would change {changed} thing(s)" if changed else "every host already as wanted")
+        )
+        return
+
+    def apply(sc) -> None:
+        argv = playbook_argv(rendered, playbook, pending, tags=tags)
+        code, applied = _playbook(
+            run,
+            argv,
+            rendered,
+            pending,
+            mutates=True,
+            what=f"ansible-playbook {rel} --limit {','.join(pending)}",
+        )
+        rows.update(applied)
+        report("")
+        fail_for([n for n in names if rows[n].status != "ok"], code)
+        changed = sum(rows[n].changed or 0 for n in pending)
+        say(f"{layer}: changed {changed} thing(s) across {len(pending)} host(s)")
+
+    preview = playbook_argv(rendered, playbook, pending or names, tags=tags)
     plan = Plan(
         title=f"{layer}.converge {group}",
         area=layer,
         actions=[
-            Action("wait", f"wait for SSH and cloud-init on {len(hosts)} host(s)", ready),
-            Action("ansible-playbook", shlex.join(preview), play),
+            Action(
+                "ansible-playbook",
+                shlex.join(preview),
+                apply,
+                included=bool(pending),
+                reason="" if pending else "the check reports nothing to change",
+                details=[
+                    f"{n}: {rows[n].changed} change(s) pending" for n in pending if rows[n].changed
+                ],
+            )
         ],
+        nothing=f"{layer}: every host already as wanted"
+        if not unreached
+        else f"{layer}: nothing to change on the hosts reached",
     )
     run.execute(plan)
+    if unreached and not run.dry_run:
+        fail_for(unreached, 0)

@@ -76,8 +76,15 @@ def copy_checkout(root: Path, dest: Path) -> None:
         subprocess.run(["git", "-C", str(dest), *args], check=True, capture_output=True, env=env)
 
 
-@task(doppler=False, help={"keep": "keep the throwaway copy and print where it is"})
-def rehearse(run, keep=False):
+@task(
+    doppler=False,
+    traced=True,
+    help={
+        "keep": "keep the throwaway copy and print where it is",
+        "dry_run": "say what the rehearsal would stand up and run; start nothing",
+    },
+)
+def rehearse(run, keep=False, dry_run=False):
     """Rehearse every layer and orchestrator against local stand-ins; needs no homelab."""
     import importlib
     import os
@@ -91,6 +98,13 @@ def rehearse(run, keep=False):
     from tasks.runtime.console import rich_print, say
     from tasks.runtime.errors import ExternalError
 
+    if run.dry_run:
+        say(
+            "dry run: the rehearsal would copy this checkout's tracked files to a private temporary "
+            f"folder and run its acts there ({', '.join(STAGE_MODULES)}) against local stand-ins; "
+            "nothing was started"
+        )
+        return
     scratch = Path(tempfile.mkdtemp(prefix="homelab-rehearsal-"))  # mode 0700
     workdir = scratch / "repo"
     copy_checkout(run.project.root, workdir)

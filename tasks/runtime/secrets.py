@@ -51,6 +51,10 @@ def is_secret_name(name: str) -> bool:
     parts = [p for p in name.upper().split("_") if p]
     if not parts or name.upper() in DOPPLER_METADATA:
         return False
+    from tasks.runtime.settings import SETTINGS
+
+    if name.upper() in SETTINGS:  # the runner's typed switches and numbers hold no secrets
+        return False
     if len(parts) > 1 and parts[-1] in REFERENCE_SUFFIXES:
         return False
     return any(p in SECRET_WORDS for p in parts)
