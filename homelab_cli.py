@@ -148,6 +148,11 @@ class HomelabProgram(Program):
                 return ParseError(f"{exc}\ndid you mean: {', '.join(close)}?", ctx)
         return exc
 
+    def print_version(self) -> None:
+        # Looked up only when asked: importlib.metadata costs ~20 ms on every start otherwise.
+        self.version = version()
+        super().print_version()
+
     def no_tasks_given(self) -> None:
         self.list_tasks()
         print(f"\nrun '{self.binary} TASK --help' for a task's flags")
@@ -213,9 +218,7 @@ def version() -> str:
 def main() -> None:
     global ACTIVE
     ACTIVE = True
-    HomelabProgram(
-        name="homelab runner", binary="inv", binary_names=["inv", "invoke"], version=version()
-    ).run()
+    HomelabProgram(name="homelab runner", binary="inv", binary_names=["inv", "invoke"]).run()
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 # `inv` never writes bytecode for task modules (Invoke sets sys.dont_write_bytecode), but it
 # reads it: compile the runner once so every `inv` start skips recompiling it.
-.venv/bin/python -m compileall -q tasks.py tasks
+.venv/bin/python -m compileall -q tasks.py homelab_cli.py tasks
 
 if [ "${SETUP_SKIP_REHEARSAL:-0}" != 1 ]; then
   .venv/bin/inv rehearse

@@ -21,7 +21,15 @@ HEADER = "# Benchmark results\n\nWritten by the scripts in `benchmarks/` (`pytho
 def compile_runner(root: Path = ROOT) -> None:
     """What setup.sh does: cached bytecode for the runner (Invoke never writes it itself)."""
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(root / "tasks.py"), str(root / "tasks")],
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            str(root / "tasks.py"),
+            str(root / "homelab_cli.py"),
+            str(root / "tasks"),
+        ],
         check=True,
     )
 

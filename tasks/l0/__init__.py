@@ -19,12 +19,12 @@ def run_runway(run, *, serial=False, as_json=False) -> None:
         run_probes,
         tool_probes,
     )
-    from tasks.runtime.config import load_layer_manifests
+    from tasks.runtime.config import load_layer_manifest
     from tasks.runtime.console import say, table
     from tasks.runtime.errors import ConfigError, ExternalError, HomelabError
 
     env = run.env
-    manifest = load_layer_manifests(run.project).get("l0", {})
+    manifest = load_layer_manifest(run.project, "l0")
     values = dict(env.merged)
     node = (values.get("PVE_NODE") or "").strip()
     storage = (values.get("PVE_STORAGE_VM") or "").strip()

@@ -41,12 +41,20 @@ def wait_ready(
     parallel: int,
     poll: float = 2.0,
 ) -> dict[str, Outcome]:
-    """Retry unreachable hosts until `wait` seconds pass; refusals and failures are final."""
+    """Retry unreachable hosts until `wait` seconds pass; refusals and failures are final.
+
+    A host found ready earlier in the same run (L3 before L4 in `inv up`) is not asked again.
+    """
     from tasks.adapters.ssh import run_everywhere
+    from tasks.runtime.fanout import Outcome
 
     deadline = time.monotonic() + wait
-    pending = list(targets)
-    outcomes: dict[str, Outcome] = {}
+    outcomes: dict[str, Outcome] = {
+        t.name: Outcome(t.name, detail="ready earlier in this run")
+        for t in targets
+        if run.memo.get(("ssh-ready", t.name, t.where))
+    }
+    pending = [t for t in targets if t.name not in outcomes]
     while pending:
         for outcome in run_everywhere(
             run.effects,
@@ -62,6 +70,9 @@ def wait_ready(
         if not pending or time.monotonic() + poll > deadline:
             break
         time.sleep(poll)
+    for target in targets:
+        if outcomes[target.name].ok:
+            run.memo[("ssh-ready", target.name, target.where)] = True
     for outcome in outcomes.values():
         if outcome.status == "failed" and not outcome.detail.startswith("cloud-init"):
             outcome.detail = f"cloud-init did not finish cleanly: {outcome.detail}".rstrip(": ")

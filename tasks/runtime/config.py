@@ -94,6 +94,14 @@ def load_runner_settings(project: Project) -> dict[str, Any]:
     return data or {}
 
 
+def load_layer_manifest(project: Project, name: str) -> dict[str, Any]:
+    """One `layers/<name>/layer.yaml` (empty when the layer has none)."""
+    path = project.layers / name / "layer.yaml"
+    if not path.exists():
+        return {}
+    return load_yaml_file(path, LAYER_SCHEMA, what="layer manifest") or {}
+
+
 def load_layer_manifests(project: Project) -> dict[str, dict[str, Any]]:
     """Every `layers/<name>/layer.yaml`, by folder name."""
     manifests: dict[str, dict[str, Any]] = {}

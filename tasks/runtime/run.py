@@ -115,7 +115,8 @@ class Run:
         self._settings: Settings | None = None
         self._locks: list[RunLock] = []
         self.steps: list[dict[str, Any]] = []
-        self.extra: dict[str, Any] = {}
+        self.extra: dict[str, Any] = {}  # more fields for the trace
+        self.memo: dict[Any, Any] = {}  # what this run already learned (hosts that answered...)
         self.effects: Effects = Effects(
             dry_run=dry_run, child_env=lambda: self.env.merged, work=project.work
         )
