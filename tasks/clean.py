@@ -78,6 +78,7 @@ def plan_removals(run, targets: list[Path]) -> tuple[list[Path], list[tuple[Path
 
 @task(
     doppler=False,
+    area="clean",
     help={
         "dry_run": "list what would be removed and remove nothing",
         "all": "also remove the run history (.work/traces/)",

@@ -36,6 +36,7 @@ def build_up_orchestrator(first: str, last: str):
 
 @task(
     name="up",
+    area="up",
     help={
         "from_": "first layer to run (l0..l4; default l0)",
         "to": "last layer to run (l0..l4; default l4)",

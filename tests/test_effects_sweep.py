@@ -143,6 +143,9 @@ class Lab:
         folder = self.repo / ".work" / "traces"
         return sorted(folder.glob("*.json")) if folder.exists() else []
 
+    def new_traces(self, before: dict) -> list[dict]:
+        return [json.loads(p.read_text()) for p in self._traces() if p not in before["traces"]]
+
     def violations(self, before: dict) -> list[str]:
         """Every change the run made, seen from each side."""
         found = []
@@ -203,10 +206,12 @@ def test_a_dry_run_changes_nothing(lab: Lab, task: str) -> None:
         for variant in _variants(task, argv, takes):
             before = lab.snapshot()
             result = run_inv(lab.repo, *variant, env=lab.env)
-            assert "bug in the runner" not in result.output and "Traceback" not in result.output, (
-                result
-            )
+            assert "bug in the runner" not in result.output, result
+            assert "Traceback" not in result.output, result
             assert lab.violations(before) == [], result
+            if takes:  # a mutating task: its dry run leaves a trace, and it says it was dry
+                (trace,) = [t for t in lab.new_traces(before) if t["task"] == task]
+                assert trace["dry_run"] is True and trace["argv"][1:] == variant
 
 
 def test_a_broken_seam_fails_the_sweep(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def build_orchestrator():
     return Orchestrator("host", [dns, k3s], [k3s, dns], chain="host")
 
 
-@task(env="host", help=ORCH_HELP)
+@task(env="host", area="host", help=ORCH_HELP)
 def apply(run, host_env=None, only=None, dry_run=False):
     """Run the host orchestrator's apply steps (dynamic DNS, k3s) against HOST_NAME."""
     from tasks.runtime.steps import run_orchestrator
@@ -41,7 +41,7 @@ def apply(run, host_env=None, only=None, dry_run=False):
 
 
 @task(
-    env="host", help={**ORCH_HELP, "yes": "do not ask for confirmation (needed without a terminal)"}
+    env="host", area="host", help={**ORCH_HELP, "yes": "do not ask for confirmation (needed without a terminal)"}
 )
 def delete(run, host_env=None, only=None, dry_run=False, yes=False):
     """Uninstall k3s from HOST_NAME, then remove its DNS record (asks first)."""

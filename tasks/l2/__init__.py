@@ -31,12 +31,13 @@ def plan(run, json=False, deep=False, profile=None):
 
 
 @task(
+    area="l2",
     help={
         "parallel": "how many VMs to work on at once (default: layers/l2/layer.yaml `parallel`, 10)",
         "dry_run": "print the plan and stop; nothing is changed",
         "deep": "read every VM's config to find drift made outside the runner",
         "profile": PROFILE_HELP,
-    }
+    },
 )
 def apply(run, parallel=None, dry_run=False, deep=False, profile=None):
     """Create and update the declared VMs (clone, configure, resize, start); write the VM inventory."""
@@ -52,6 +53,7 @@ def apply(run, parallel=None, dry_run=False, deep=False, profile=None):
 
 
 @task(
+    area="l2",
     iterable=["name"],
     help={
         "name": "a VM to destroy; repeat for several (default: every declared VM)",

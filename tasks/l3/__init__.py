@@ -24,7 +24,7 @@ register_stage(
 )
 
 
-@task(help=CONVERGE_HELP)
+@task(area="l3", help=CONVERGE_HELP)
 def converge(
     run, group, tags=None, limit=None, check=False, wait=None, parallel=None, dry_run=False
 ):
@@ -46,6 +46,7 @@ def converge(
 
 
 @task(
+    area="l3",
     name="exec",
     help={
         "command": "the shell command to run on every host",
@@ -77,6 +78,7 @@ def exec_(
 
 
 @task(
+    area="l3",
     traced=True,
     help={
         "group": HOSTS_HELP,

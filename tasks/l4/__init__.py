@@ -26,6 +26,7 @@ register_stage(
 
 
 @task(
+    area="l4",
     help={**CONVERGE_HELP, "tags": "only these apps (Ansible tags, comma-separated), e.g. whoami"}
 )
 def converge(

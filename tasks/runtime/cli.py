@@ -9,6 +9,8 @@
 Declared per task: `env` (the chain: "cluster", "host", or a function of the task's arguments),
 `doppler=False` for tasks that never need secrets (local edits, offline checks),
 `check_settings=False` for the env diagnostics, which show bad values instead of refusing them,
+`area` for the lock a real run of the task holds from its first read to its end (so two runs of
+an area never plan against each other; a dry run takes none),
 `optional_positional` for a positional that may be left out (`inv app.mode` lists the modes),
 and `choices` naming a function that lists a positional's valid values (for the error when it is
 missing or wrong; see tasks/runtime/program.py).
@@ -40,6 +42,7 @@ class RunnerTask(Task):
         traced: bool | None = None,
         optional_positional: tuple[str, ...] | list[str] = (),
         choices: dict[str, Callable[[], list[str]]] | None = None,
+        area: str | Callable[[dict[str, Any]], str] | None = None,
         **kwargs: Any,
     ) -> None:
         if optional_positional:
@@ -49,6 +52,7 @@ class RunnerTask(Task):
         # The valid values of a positional, for the error when it is missing or wrong.
         self.choices = dict(choices or {})
         self.env_choice = env
+        self.area = area  # the lock a real (not dry) run holds from its first read to its end
         self.doppler = doppler
         self.check_settings = check_settings
         # The code object, not inspect.signature: this runs for every task at `inv --list`.
@@ -59,6 +63,9 @@ class RunnerTask(Task):
     def env_chain(self, kwargs: dict[str, Any]) -> str:
         choice = self.env_choice
         return choice(kwargs) if callable(choice) else choice
+
+    def lock_area(self, kwargs: dict[str, Any]) -> str | None:
+        return self.area(kwargs) if callable(self.area) else self.area
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         # `-h` stays Invoke's help flag for every task.

@@ -73,6 +73,7 @@ class HomelabExecutor(Executor):
             chain, profile=kwargs.get("profile"), host_env=kwargs.get("host_env"), doppler=doppler
         )
         dry = bool(config.run.dry) or bool(kwargs.get("dry_run"))
+        area = task.lock_area(kwargs) if task else None
         if self.run is None:
             self.run = Run(
                 Project.current(),
@@ -82,12 +83,16 @@ class HomelabExecutor(Executor):
                 check_settings=task.check_settings if task else True,
                 traced=task.traced if task else True,
             )
+            if area and not dry:
+                self.run.lock(area)
             return self.run
         if dry != self.run.dry_run:
             raise ConfigError(
                 f"{name}: one run is either a dry run or not; give --dry-run to every task or none"
             )
         self.run.use_selection(selection, name)
+        if area and not dry:
+            self.run.lock(area)
         return self.run
 
     def execute(self, *tasks):
