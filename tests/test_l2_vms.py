@@ -261,3 +261,18 @@ def test_spec_pure_parts(sample_repo: Path) -> None:
     assert server.vmid == 211 and server.vmid_range is None and specs[1].vmid_range == (210, 249)
     assert spec_digest(server) != spec_digest(specs[1])
     assert encode_sshkeys(("ssh-ed25519 AAAA a@b",)) == "ssh-ed25519%20AAAA%20a%40b%0A"
+
+
+def test_an_lxc_template_is_never_a_clone_template() -> None:
+    """Containers share the VMID space (their ids stay taken) but are never cloned into a VM."""
+    from tasks.l2.facts import ClusterView
+
+    view = ClusterView.from_resources(
+        [
+            {"type": "node", "node": "pve1", "status": "online"},
+            {"type": "lxc", "vmid": 300, "name": "debian12-k3s", "node": "pve1", "template": 1},
+            {"type": "qemu", "vmid": 9000, "name": "debian12-k3s", "node": "pve1", "template": 1},
+        ]
+    )
+    assert [vm.vmid for vm in view.templates_named("debian12-k3s")] == [9000]
+    assert 300 in view.used_vmids() and not view.by_vmid(300).managed("homelab-runner")

@@ -112,9 +112,10 @@ def _from_manifest(name: str, path: Path, root: Path, view: ClusterView) -> Temp
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{rel}: not a stable manifest with vmid and node ({exc})") from None
     vm = view.by_vmid(vmid)
-    if vm is None:
+    if vm is None or vm.kind != "qemu":
         raise ConfigError(
-            f"{rel} points at VMID {vmid}, which does not exist in the cluster",
+            f"{rel} points at VMID {vmid}, which "
+            + ("does not exist in the cluster" if vm is None else "is an LXC container, not a VM"),
             hint="rebuild the template with L1, or promote another one",
         )
     return TemplateRef(
@@ -140,6 +141,10 @@ def template_resolver(root: Path):
             vm = view.by_vmid(int(ref))
             if vm is None:
                 raise ConfigError(f"{spec.source}: template VMID {ref} does not exist")
+            if vm.kind != "qemu":
+                raise ConfigError(
+                    f"{spec.source}: template VMID {ref} is an LXC container, not a VM template"
+                )
             return TemplateRef(vm.vmid, vm.node, vm.name or ref, "VMID")
         if ref in manifests:
             return _from_manifest(ref, manifests[ref], root, view)

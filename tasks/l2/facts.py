@@ -89,7 +89,7 @@ def encode_sshkeys(keys: tuple[str, ...]) -> str:
 
 @dataclass
 class ActualVm:
-    """A VM as /cluster/resources shows it."""
+    """A guest as /cluster/resources shows it: a qemu VM, or an LXC container (`kind`)."""
 
     vmid: int
     name: str
@@ -100,9 +100,10 @@ class ActualVm:
     lock: str | None
     maxcpu: int | None
     maxmem: int | None
+    kind: str = "qemu"
 
     def managed(self, owner_tag: str) -> bool:
-        return owner_tag in self.tags
+        return self.kind == "qemu" and owner_tag in self.tags
 
 
 @dataclass
@@ -137,7 +138,8 @@ class ClusterView:
             elif kind == "storage":
                 view.storages.setdefault(str(item.get("node")), {})[str(item.get("storage"))] = item
             elif kind == "lxc":
-                # Containers share the VMID space: a clone must not take their ids.
+                # Containers share the VMID space (a clone must not take their ids), but are
+                # never a clone's template nor a declared VM.
                 view.vms.append(
                     ActualVm(
                         int(item["vmid"]),
@@ -145,10 +147,11 @@ class ClusterView:
                         str(item.get("node") or ""),
                         str(item.get("status") or ""),
                         split_tags(item.get("tags")),
-                        True,
+                        bool(int(item.get("template") or 0)),
                         None,
                         None,
                         None,
+                        kind="lxc",
                     )
                 )
         return view
@@ -160,7 +163,8 @@ class ClusterView:
         return [vm for vm in self.vms if vm.name == name and not vm.template]
 
     def templates_named(self, name: str) -> list[ActualVm]:
-        return [vm for vm in self.vms if vm.name == name and vm.template]
+        """qemu templates of that name: an LXC template can never be cloned into a VM."""
+        return [vm for vm in self.vms if vm.name == name and vm.template and vm.kind == "qemu"]
 
     def used_vmids(self) -> set[int]:
         return {vm.vmid for vm in self.vms}
