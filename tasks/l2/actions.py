@@ -28,11 +28,11 @@ from tasks.l2.facts import (
     parse_props,
     split_tags,
 )
+from tasks.l2.sizes import GiB, format_size
 from tasks.l2.spec import VmSpec
 
 # Config keys a running VM takes at once; anything else waits for a reboot.
 HOTPLUG = {"name", "onboot", "tags", "description", "agent"}
-GiB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,7 @@ class VmPlan:
 
 def gib(size: int) -> str:
     """Bytes as PVE's size spelling: 20G, or 512M when not whole GiB."""
-    if size % GiB == 0:
-        return f"{size // GiB}G"
-    return f"{size // 1024**2}M"
+    return format_size(size)
 
 
 def desired_config(spec: VmSpec) -> dict[str, str]:

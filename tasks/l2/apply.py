@@ -167,9 +167,13 @@ def template_resolver(root: Path):
 
 def make_plan(l2: L2Context, *, deep: bool = False) -> list[VmPlan]:
     view = ClusterView.from_resources(l2.client.resources())
+    configs: dict[int, dict[str, Any]] = {}
 
     def read_config(vm: ActualVm) -> dict[str, Any]:
-        return l2.client.vm_config(vm.vmid, vm.node)
+        # Once per VM: a VM recognised by its clone mark is then diffed from the same answer.
+        if vm.vmid not in configs:
+            configs[vm.vmid] = l2.client.vm_config(vm.vmid, vm.node)
+        return configs[vm.vmid]
 
     return build_plan(
         l2.specs,

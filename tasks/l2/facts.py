@@ -12,7 +12,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.l2.spec import UNITS
+from tasks.l2.sizes import GiB, parse_size
 
 # `description` of every VM the runner clones: its mark until the owner tag is written.
 CLONE_MARK = "managed by the homelab runner (L2)"
@@ -57,13 +57,11 @@ def parse_net(value: Any) -> dict[str, Any]:
 def disk_size(value: Any) -> int | None:
     """Bytes of a drive value from its size= option; `storage:10` (a disk being added) is 10 GiB."""
     first, props = parse_props(value)
-    size = props.get("size")
-    if size:
-        found = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", size)
-        if found:
-            return int(float(found.group(1)) * UNITS.get(found.group(2) or "G", 1))
+    size = parse_size(props["size"]) if props.get("size") else None
+    if size is not None:
+        return size
     if first and re.fullmatch(r"[^:]+:\d+(\.\d+)?", first):
-        return int(float(first.split(":")[1]) * UNITS["G"])
+        return int(float(first.split(":")[1]) * GiB)
     return None
 
 
