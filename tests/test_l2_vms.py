@@ -275,4 +275,6 @@ def test_an_lxc_template_is_never_a_clone_template() -> None:
         ]
     )
     assert [vm.vmid for vm in view.templates_named("debian12-k3s")] == [9000]
-    assert 300 in view.used_vmids() and not view.by_vmid(300).managed("homelab-runner")
+    container = view.by_vmid(300)
+    assert 300 in view.used_vmids() and container is not None
+    assert not container.managed("homelab-runner")
