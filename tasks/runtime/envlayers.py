@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from tasks.runtime.envfiles import read_env_file
 from tasks.runtime.errors import ConfigError
@@ -164,7 +165,7 @@ def resolve_env(
     override_file: Path | None = None,
     shell: Mapping[str, str] | None = None,
     doppler: bool = True,
-    fetch_doppler: Callable[[dict[str, str]], dict[str, str]] | None = None,
+    fetch_doppler: Callable[[dict[str, str]], Any] | None = None,
     root: Path | None = None,
 ) -> EnvLayers:
     """Merge every layer of `chain` in order; `fetch_doppler(env)` returns Doppler's secrets.
@@ -233,7 +234,10 @@ def resolve_env(
     elif not enabled:
         add(Layer("doppler", origin="doppler", secret=True, skipped=reason))
     else:
-        values = fetch_doppler(control) if fetch_doppler else {}
-        add(Layer("doppler", dict(values), origin="doppler", secret=True))
+        # A dict of secrets, or the fetcher's Fetched (values and where they came from).
+        fetched = fetch_doppler(control) if fetch_doppler else {}
+        values = getattr(fetched, "values", fetched)
+        origin = getattr(fetched, "origin", "doppler")
+        add(Layer("doppler", dict(values), origin=origin, secret=True))
     layers.append(override)
     return EnvLayers(chain, layers, root)

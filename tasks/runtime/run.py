@@ -156,10 +156,11 @@ class Run:
         assert self._settings is not None
         return self._settings
 
-    def _fetch_doppler(self, control: dict[str, str]) -> dict[str, str]:
+    def _fetch_doppler(self, control: dict[str, str]):
         from tasks.runtime.doppler import fetch_secrets
 
-        return fetch_secrets(self.effects, {**(self._shell or os.environ), **control})
+        env = {**(self._shell or os.environ), **control}
+        return fetch_secrets(self.effects, env, self.project.root)
 
     def use_selection(self, selection: EnvSelection, task: str) -> None:
         """A second task of the same invocation: it must want the same env (one env per run)."""

@@ -91,6 +91,8 @@ SETTINGS: dict[str, Setting] = dict(
     [
         _s("DOPPLER", "bool"),
         _s("FORCE_DOPPLER", "bool"),
+        _s("DOPPLER_FALLBACK", "bool"),
+        _s("DOPPLER_FALLBACK_MAX_AGE", "duration", minimum=0),
         _s("PROFILE_EXCLUSIVE", "bool"),
         _s("PVE_TLS_INSECURE", "bool"),
         _s("PVE_TIMEOUT", "duration", minimum=0.1, maximum=3600),
