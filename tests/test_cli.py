@@ -60,3 +60,74 @@ def test_a_closed_pipe_ends_quietly_with_141(sample_repo: Path, argv: list[str])
     finally:
         os.close(write_end)
     assert (proc.returncode, proc.stderr) == (141, "")
+
+
+def test_help_after_every_task_name(sample_repo: Path) -> None:
+    """`-h` and `--help` are that task's help for every task (no task flag takes `-h`)."""
+    for name in task_names(sample_repo):
+        for flag in ("-h", "--help"):
+            result = run_inv(sample_repo, name, flag)
+            assert result.returncode == 0, result
+            assert f"Usage: inv [--core-opts] {name}" in result.stdout, result
+
+
+def test_bare_inv_lists_the_tasks_with_a_hint(sample_repo: Path) -> None:
+    result = run_inv(sample_repo)
+    assert result.returncode == 0, result
+    assert "Available tasks:" in result.stdout and "l0.runway" in result.stdout
+    assert result.stdout.rstrip().endswith("run 'inv TASK --help' for a task's flags")
+
+
+def test_a_misspelt_task_gets_the_nearest_names(sample_repo: Path) -> None:
+    result = run_inv(sample_repo, "l0.runaway")
+    assert result.returncode == 1, result
+    assert "No idea what 'l0.runaway' is!" in result.stderr
+    assert "did you mean: l0.runway?" in result.stderr
+
+
+def test_a_missing_positional_is_the_projects_error(sample_repo: Path) -> None:
+    """Invoke's own message for it is pinned here too: homelab_cli.py recognises it by its text."""
+    result = run_inv(sample_repo, "env.check")
+    assert result.returncode == 2, result
+    assert "error: env.check needs LAYER: one of l0, l1, l2, l3, l4" in result.stderr
+    assert "Traceback" not in result.output
+    from invoke.parser import Parser, ParserContext
+    from invoke.parser.argument import Argument
+
+    from homelab_cli import MISSING, UNKNOWN
+
+    context = ParserContext(name="t", args=[Argument(names=("layer",), positional=True)])
+    with pytest.raises(Exception) as missing:
+        Parser(initial=ParserContext(), contexts=[context]).parse_argv(["t"])
+    assert MISSING in str(missing.value)
+    with pytest.raises(Exception) as unknown:
+        Parser(initial=ParserContext(), contexts=[context]).parse_argv(["nope"])
+    assert UNKNOWN.match(str(unknown.value))
+
+
+def test_an_optional_positional_may_be_left_out(sample_repo: Path) -> None:
+    listed = run_inv(sample_repo, "app.mode")
+    assert listed.returncode == 0 and "app modes" in listed.stdout, listed
+    dry = run_inv(sample_repo, "app.mode", "--dry-run", "staging-le-prod")
+    assert dry.returncode == 0 and "dry run: nothing was changed" in dry.stdout, dry
+    both = run_inv(sample_repo, "l3.hosts", "env.check", "l0")
+    assert both.returncode == 2 and "ADDRESS" in both.stdout  # the second task ran too
+
+
+def test_bash_completion_works_without_the_venv_on_path(sample_repo: Path, tmp_path: Path) -> None:
+    script = run_inv(sample_repo, "--print-completion-script", "bash")
+    assert script.returncode == 0 and INV in script.stdout, script
+    completion = tmp_path / "complete.bash"
+    completion.write_text(script.stdout)
+    probe = (
+        f"source {completion}\n"
+        f"COMP_WORDS=({INV} l0.); COMP_CWORD=1\n"
+        f"_complete_homelab_inv {INV} l0. {INV}\n"
+        'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        ["bash", "-c", probe], cwd=sample_repo, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["l0.runway"], result
