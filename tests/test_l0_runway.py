@@ -157,3 +157,41 @@ def test_insecure_opt_out_warns_every_run(repo: Path, pve: PveFixture) -> None:
         result = run_inv(repo, "l0.runway", env=env)
         assert result.returncode == 0, result
         assert "PVE_TLS_INSECURE=1: TLS verification" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "display",
+    [
+        {"COLUMNS": "80"},  # off a terminal: plain aligned text
+        {"COLUMNS": "80", "FORCE_COLOR": "1"},  # rich, as on an 80-column terminal
+        {"COLUMNS": "200", "FORCE_COLOR": "1"},
+        {"COLUMNS": "80", "FORCE_COLOR": "1", "NO_COLOR": "1"},
+    ],
+)
+def test_runway_reads_at_a_glance(repo: Path, pve: PveFixture, display: dict[str, str]) -> None:
+    """One row per problem, no value cut, every fix whole (a URL can be copied), colour only on a
+    terminal and never with NO_COLOR."""
+    env = pve.env(PM_TOKEN_SECRET="", **display)
+    if "NO_COLOR" not in display:
+        env.pop("NO_COLOR", None)  # the test helpers set it by default
+    result = run_inv(repo, "l0.runway", env=env)
+    assert result.returncode == 2, result
+    out = result.stdout
+    assert "…" not in out and "..." not in out
+    assert out.count("env: required variables") == 1 and "env: Proxmox settings" not in out
+    assert "put PM_TOKEN_SECRET in Doppler or inventory/profiles/secrets.env" in out
+    assert "config.env" not in out.replace("never in config.env", "")
+    assert "curl -s https://fluxcd.io/install.sh | bash" in out or "flux (cluster)" not in out
+    coloured = "\x1b[" in out
+    assert coloured == (display.get("FORCE_COLOR") == "1" and "NO_COLOR" not in display)
+    width = int(display["COLUMNS"])
+    table_lines = [ln for ln in out.splitlines() if not ln.startswith(("  [", "to fix", "error"))]
+    # Only a path or URL that must stay whole may run past the width.
+    over = [_visible(ln) for ln in table_lines if len(_visible(ln)) > width]
+    assert all("/" in ln.split()[-1] or "/" in ln.strip("│ ").split()[-1] for ln in over), out
+
+
+def _visible(line: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", line)

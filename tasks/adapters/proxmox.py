@@ -69,6 +69,16 @@ UPID = re.compile(
 _warned_insecure = False
 
 
+class PveSettingsError(ConfigError):
+    """The PVE settings are incomplete (`missing`) or unusable (`problems`, one per setting)."""
+
+    def __init__(self, missing: list[str], problems: list[str], hint: str):
+        parts = (["missing " + ", ".join(missing)] if missing else []) + problems
+        super().__init__("Proxmox settings: " + "; ".join(parts), hint=hint)
+        self.missing = missing
+        self.problems = problems
+
+
 @dataclass(frozen=True)
 class PveSettings:
     """Where and how to reach PVE, read from the env. The token secret never appears in repr."""
@@ -107,8 +117,6 @@ class PveSettings:
         """Read and check every variable; one ConfigError lists all that are missing or malformed."""
         problems: list[str] = []
         missing = [n for n in REQUIRED_ENV if not (env.get(n) or "").strip()]
-        if missing:
-            problems.append("missing " + ", ".join(missing))
         host, port = "", DEFAULT_PORT
         if (env.get("PVE_ACCESS_HOST") or "").strip():
             try:
@@ -142,11 +150,12 @@ class PveSettings:
         call_log = (env.get("PVE_CALL_LOG") or "").strip() or None
         if call_log and not Path(call_log).expanduser().parent.is_dir():
             problems.append(f"PVE_CALL_LOG: the folder of {call_log} does not exist")
-        if problems:
-            raise ConfigError(
-                "Proxmox settings: " + "; ".join(problems),
+        if missing or problems:
+            raise PveSettingsError(
+                missing,
+                problems,
                 hint="set them in inventory/config.env or inventory/profiles/local.env; the token "
-                "secret in inventory/profiles/secrets.env or Doppler (`inv env.show` shows where "
+                "secret in Doppler or inventory/profiles/secrets.env (`inv env.show` shows where "
                 "each comes from)",
             )
         secret = env["PM_TOKEN_SECRET"].strip()

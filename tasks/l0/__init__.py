@@ -20,7 +20,7 @@ def run_runway(run, *, serial=False, as_json=False) -> None:
         tool_probes,
     )
     from tasks.runtime.config import load_layer_manifest
-    from tasks.runtime.console import say, table
+    from tasks.runtime.console import say
     from tasks.runtime.errors import ConfigError, ExternalError, HomelabError
 
     env = run.env
@@ -46,7 +46,7 @@ def run_runway(run, *, serial=False, as_json=False) -> None:
         inputs.storages |= {(n, s) for n, s in pairs if n and s}
     except HomelabError as exc:
         inputs.l2_error = exc.message.splitlines()[0]
-    probes = env_probes(inputs) + tool_probes(inputs)
+    probes = env_probes(inputs) + tool_probes(run, inputs)
     client = None
     settings_error: ConfigError | None = None
     try:
@@ -58,17 +58,21 @@ def run_runway(run, *, serial=False, as_json=False) -> None:
     if client is not None:
         probes += api_probes(inputs, client)
     started = time.perf_counter()
-    rows = run_probes(probes, serial=serial)
+    from tasks.runtime.console import status_line
+
+    with status_line(f"runway: {len(probes)} checks, at once" + (" (serially)" if serial else "")):
+        rows = run_probes(probes, serial=serial)
     wall = time.perf_counter() - started
     if settings_error is not None:
         from tasks.l0.checks import SKIP, Row
 
-        # The env rows catch what is missing; a value that is there but unusable (an http://
-        # host, a non-numeric timeout, a CA file that does not exist) only shows up here.
-        rows.append(
-            Row("env: Proxmox settings", FAIL, settings_error.message, settings_error.hint or "")
-        )
-        rows.append(Row("api", SKIP, "the Proxmox settings above are incomplete or invalid"))
+        # The env rows already name what is missing (one row per problem); a value that is there
+        # but unusable (an http:// host, a CA file that does not exist) only shows up here.
+        problems = getattr(settings_error, "problems", [settings_error.message])
+        if problems:
+            detail = "; ".join(problems)
+            rows.append(Row("env: Proxmox settings", FAIL, detail, settings_error.hint or ""))
+        rows.append(Row("api", SKIP, "skipped until the Proxmox settings above are complete"))
     failed = [r for r in rows if r.status == FAIL and r.required]
     if as_json:
         say(
@@ -82,9 +86,13 @@ def run_runway(run, *, serial=False, as_json=False) -> None:
             )
         )
     else:
-        table(
-            ["CHECK", "STATUS", "DETAIL", "FIX"],
-            [[r.check, r.status, r.detail, r.fix] for r in rows],
+        from tasks.runtime.console import footnoted_table
+
+        footnoted_table(
+            ["CHECK", "STATUS", "DETAIL"],
+            [([r.check, r.status, r.detail], r.fix) for r in rows],
+            status_column=1,
+            notes_title="to fix:",
         )
     if failed:
         names = ", ".join(r.check for r in failed)

@@ -7,13 +7,9 @@ the operator sees one cause, not six.
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tasks.runtime.errors import HomelabError
@@ -60,14 +56,29 @@ def env_probes(inputs: RunwayInputs) -> list[Probe]:
     from tasks.adapters.proxmox import TOKEN_ID
 
     def required() -> list[Row]:
+        from tasks.runtime.secrets import is_secret_name
+
         missing = [n for n in inputs.required_env if not (inputs.env.get(n) or "").strip()]
         if missing:
+            secrets = [n for n in missing if is_secret_name(n)]
+            plain = [n for n in missing if n not in secrets]
+            fixes = []
+            if secrets:
+                fixes.append(
+                    f"put {', '.join(secrets)} in Doppler or inventory/profiles/secrets.env "
+                    "(git-ignored; never in config.env)"
+                )
+            if plain:
+                fixes.append(
+                    f"set {', '.join(plain)} in inventory/config.env (shared) or "
+                    "inventory/profiles/local.env (this machine)"
+                )
             return [
                 Row(
                     "env: required variables",
                     FAIL,
                     "missing: " + ", ".join(missing),
-                    "set them in inventory/config.env, inventory/profiles/*.env, Doppler or the shell",
+                    "; ".join(fixes),
                 )
             ]
         return [Row("env: required variables", OK, f"all {len(inputs.required_env)} present")]
@@ -268,31 +279,27 @@ def _expand(template: str, inputs: RunwayInputs) -> list[str]:
     return [template]
 
 
-def tool_probes(inputs: RunwayInputs) -> list[Probe]:
-    # The venv's own bin (ansible-playbook) counts even when the venv is not activated.
-    search = os.pathsep.join(
-        [inputs.env.get("PATH") or os.environ.get("PATH", ""), str(Path(sys.executable).parent)]
-    )
+def tool_probes(run, inputs: RunwayInputs) -> list[Probe]:
+    """Each tool: found and new enough, too old (the version seen and the one needed), or missing.
+    The first binary new enough on PATH or in the runner's venv is the one the runner uses."""
+    from tasks.runtime.tools import find_tool, shown
 
     def probe(tool: dict[str, Any]) -> Callable[[], list[Row]]:
-        def run() -> list[Row]:
+        def check_tool() -> list[Row]:
             name, layer = tool["name"], tool.get("layer", "?")
             required = bool(tool.get("required", True))
-            found = shutil.which(name, path=search)
+            finding = find_tool(run, name)
             check = f"tool: {name} ({layer})"
-            if found:
-                return [Row(check, OK, found, required=required)]
-            return [
-                Row(
-                    check,
-                    FAIL if required else WARN,
-                    "not found on PATH",
-                    tool.get("install", ""),
-                    required=required,
-                )
-            ]
+            if finding.status == "ok":
+                return [Row(check, OK, finding.describe(), required=required)]
+            status = FAIL if required else WARN
+            fix = tool.get("install", "")
+            if finding.status == "too-old":
+                detail = f"{shown(finding.version)} at {finding.path}: needs {shown(finding.minimum)} or newer"
+                return [Row(check, status, detail, fix, required=required)]
+            return [Row(check, status, "not found on PATH or in .venv", fix, required=required)]
 
-        return run
+        return check_tool
 
     return [Probe(f"tool:{t['name']}", probe(t)) for t in inputs.tools]
 

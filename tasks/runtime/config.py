@@ -39,6 +39,20 @@ LAYER_SCHEMA: dict[str, Any] = {
             "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
         },
         "generated": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "tools": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "layer": {"type": "string"},
+                    "required": {"type": "boolean"},
+                    "min_version": {"type": "string", "pattern": r"^\d+\.\d+(\.\d+)?$"},
+                    "install": {"type": "string"},
+                },
+            },
+        },
     },
 }
 
