@@ -12,20 +12,39 @@ Invoke documents reusing its CLI as a program of one's own; `pyproject.toml` ins
 - bare `inv` lists the tasks with a hint;
 - `-h`/`--help` after a task name is that task's help, also when a positional is missing;
 - a bash completion script that calls this `inv` by its absolute path, so TAB works with
-  `.venv/bin/inv` when the venv is not on PATH.
+  `.venv/bin/inv` when the venv is not on PATH;
+- `--debug` logging held until the run knows its secrets, then written masked (Invoke logs every
+  argument it parses, secrets included, long before the env is resolved);
+- SIGTERM and SIGHUP handled like Ctrl-C (the run stops, its trace says interrupted, exit 143
+  or 129), and Ctrl-C while the runner is still loading ends quietly with 130.
 
 It relies on two of Invoke's parse error texts (a test pins them) and on public Program hooks
-(`parse_tasks`, `no_tasks_given`, `parse_core_args`, `parse_cleanup`). Nothing here imports the
+(`create_config`, `parse_core`, `parse_collection`, `parse_tasks`, `update_config`, `execute`,
+`no_tasks_given`, `parse_core_args`, `parse_cleanup`). Nothing here imports the
 runner's `tasks` package: task attributes are read with getattr.
 """
 
 from __future__ import annotations
 
-import os
-import re
+import signal
 import sys
 
-from invoke import Exit, ParseError, Program
+
+def _quiet(signum: int, _frame) -> None:
+    # Ctrl-C (or SIGTERM) while Python is still importing the runner: no traceback.
+    print("interrupted", file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_signum, _quiet)
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+from invoke import Exit, ParseError, Program  # noqa: E402
 
 OMITTED = "\x00omitted\x00"  # stands in for a left-out optional positional during a re-parse
 HELP = ("-h", "--help")
@@ -35,11 +54,108 @@ UNKNOWN = re.compile(r"No idea what (.+) is!$")
 ACTIVE = False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C, with the signal's own exit code."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.exit_code = 128 + signum
+
+
+def _stop(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
+class HeldLog(logging.Handler):
+    """Holds log records until the run's secrets are known (`release_held()`), then hands each one,
+    masked, to the handler it stands in for."""
+
+    def __init__(self, target: logging.Handler):
+        super().__init__(target.level)
+        self.target = target
+        self.held: list[logging.LogRecord] = []
+        self.open = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.open:
+            self._send(record)
+        else:
+            self.held.append(record)
+
+    def _send(self, record: logging.LogRecord) -> None:
+        secrets = sys.modules.get("tasks.runtime.secrets")
+        message = record.getMessage()
+        if secrets is not None:
+            message = secrets.mask(message)
+        masked = logging.makeLogRecord({**record.__dict__, "msg": message, "args": None})
+        self.target.handle(masked)
+
+    def release_held(self) -> None:
+        self.open = True
+        held, self.held = self.held, []
+        for record in held:
+            self._send(record)
+
+
+def hold_debug_log() -> None:
+    """Put every root log handler behind a HeldLog (once)."""
+    root = logging.getLogger()
+    root.handlers = [h if isinstance(h, HeldLog) else HeldLog(h) for h in root.handlers]
+
+
+def release_debug_log() -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, HeldLog):
+            handler.release_held()
+
+
+@contextmanager
+def _interrupt_as_exit():
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise Exit("interrupted", code=getattr(exc, "exit_code", 130)) from None
+
+
 class HomelabProgram(Program):
+    def run(self, argv=None, exit: bool = True) -> None:  # noqa: A002 (Invoke's name)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: KeyboardInterrupt
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _stop)
+        try:
+            super().run(argv, exit)
+        finally:
+            release_debug_log()
+
+    # Invoke's run() turns a KeyboardInterrupt into a silent exit 1; each phase turns it into an
+    # Exit instead, which run() prints ("interrupted") and exits with (130, or 128 + the signal).
+    def create_config(self) -> None:
+        with _interrupt_as_exit():
+            super().create_config()
+
+    def parse_core(self, argv) -> None:
+        with _interrupt_as_exit():
+            super().parse_core(argv)
+        if self.args.debug.value:
+            hold_debug_log()
+
+    def parse_collection(self) -> None:
+        with _interrupt_as_exit():
+            super().parse_collection()
+
+    def execute(self) -> None:
+        with _interrupt_as_exit():
+            super().execute()
+
+    def update_config(self, merge: bool = True) -> None:
+        with _interrupt_as_exit():
+            super().update_config(merge)
+
     def parse_tasks(self) -> None:
         argv = list(self.core.unparsed)
         try:
-            self._parse_filling(argv, 0)
+            with _interrupt_as_exit():
+                self._parse_filling(argv, 0)
         except ParseError as exc:
             raise self._friendly(exc) from None
         finally:
@@ -182,7 +298,8 @@ class HomelabProgram(Program):
             first, _, rest = self.core.remainder.partition(" ")
             if os.path.basename(first) in self.binary_names:
                 self.core.remainder = f"{self.binary_names[0]} {rest}"
-        super().parse_cleanup()
+        with _interrupt_as_exit():
+            super().parse_cleanup()
 
 
 BASH = """\
@@ -218,6 +335,8 @@ def version() -> str:
 def main() -> None:
     global ACTIVE
     ACTIVE = True
+    if os.environ.get("INVOKE_DEBUG"):
+        hold_debug_log()
     HomelabProgram(name="homelab runner", binary="inv", binary_names=["inv", "invoke"]).run()
 
 

@@ -2,42 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from invoke import Context
-
-from tasks.runtime.secrets import MASKER
-
-
-class MaskedStream(io.TextIOBase):
-    """A line-buffered writer that masks secrets before they reach the terminal.
-
-    Whole lines are masked so a secret split across two reads of the child's pipe is still caught.
-    """
-
-    def __init__(self, target):
-        self.target = target
-        self._pending = ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self._pending += text
-        if "\n" in self._pending:
-            complete, self._pending = self._pending.rsplit("\n", 1)
-            self.target.write(MASKER.mask(complete) + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-    def finish(self) -> None:
-        if self._pending:
-            self.target.write(MASKER.mask(self._pending))
-            self._pending = ""
-        self.target.flush()
 
 
 class HomelabContext(Context):

@@ -58,6 +58,11 @@ def read_env_file(
             value = binding.value
         else:
             value = "".join(atom.resolve(scope) for atom in parse_variables(binding.value))
+        if "\x00" in value:
+            raise ConfigError(
+                f"{path}:{line}: {shown} holds a NUL byte, which no process environment can carry",
+                hint="remove it (a binary value belongs base64-encoded)",
+            )
         values[binding.key] = value
         scope[binding.key] = value
     return values

@@ -58,13 +58,35 @@ class Layer:
         return self.skipped is None
 
     def register_secrets(self) -> None:
-        """Mask every secret this layer holds (shadowed ones too: they are still in a file)."""
-        if self.used:
-            MASKER.add_all(
-                v
-                for k, v in self.values.items()
-                if k not in DOPPLER_METADATA and (self.secret or is_secret_name(k))
-            )
+        """Mask every secret this layer holds (shadowed ones too: they are still in a file),
+        and any password in a URL's userinfo, whatever the variable is called."""
+        from tasks.runtime.secrets import MIN_MASKED_LENGTH, USERINFO
+
+        if not self.used:
+            return
+        for key, value in self.values.items():
+            if key not in DOPPLER_METADATA and (self.secret or is_secret_name(key)):
+                if 0 < len(value.strip()) < MIN_MASKED_LENGTH:
+                    _warn_short(key, self.name)
+                MASKER.add(value)
+            for found in USERINFO.finditer(value):
+                MASKER.add(found.group(2))
+
+
+_WARNED_SHORT: set[str] = set()
+
+
+def _warn_short(name: str, layer: str) -> None:
+    """A secret too short to mask would blank ordinary words out of every line: say so, once."""
+    if name in _WARNED_SHORT:
+        return
+    _WARNED_SHORT.add(name)
+    from tasks.runtime.console import warn
+
+    warn(
+        f"{name} (from {layer}) is a secret shorter than 4 characters: it cannot be masked in "
+        "output; use a longer value"
+    )
 
 
 def merge(layers: list[Layer]) -> tuple[dict[str, str], dict[str, str]]:

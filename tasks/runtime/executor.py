@@ -116,9 +116,10 @@ class HomelabExecutor(Executor):
             raise Exit(message, code=code) from None
         except ParseError:
             raise
-        except KeyboardInterrupt:
-            outcome, code, message = "interrupted", 130, "interrupted"
-            raise Exit("interrupted: the run stopped; its trace says where", code=130) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (homelab_cli.Terminated)
+            code = getattr(exc, "exit_code", 130)
+            outcome, message = "interrupted", "interrupted"
+            raise Exit("interrupted: the run stopped; its trace says where", code=code) from None
         except BrokenPipeError:
             # The reader went away (`inv ... | head`): stop quietly, as Unix tools do.
             silence_stdout()

@@ -123,8 +123,11 @@ def fan_out(
         for future in [pool.submit(one, i) for i in range(len(chosen))]:
             future.result()
     except BaseException:
-        # Ctrl-C: start nothing new; what is already running finishes its current call.
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C: start nothing new, and tell what is running to stop at its next poll.
+        from tasks.runtime.seam.stop import STOP
+
+        STOP.set()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
     return [r for r in results if r is not None]

@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of either.
+
+Under `.work/` (generated state: caches, traces, kubeconfigs, rendered inventories) new files are
+0600 and new folders 0700, whoever writes them. A temp file left by a writer that was killed
+outright (`.NAME.<pid>.<random>.tmp`) is removed by the next write of the same file.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,32 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
+def _private(path: Path) -> bool:
+    return ".work" in path.parts
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """`.NAME.<pid>.*.tmp` beside `path` whose writer is gone (killed before its rename)."""
+    from tasks.runtime.lock import pid_alive
+
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = leftover.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
 def _stage(path: Path, data: str | bytes, mode: int | None) -> str:
     """Write `data` to a temporary file beside `path` (fsynced, final mode set); its name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private = _private(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+    if mode is None and private and not path.exists():
+        mode = 0o600
+    _remove_dead_temps(path)
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
@@ -46,15 +72,24 @@ def atomic_write(path: Path, data: str | bytes, mode: int | None = None) -> None
 
 def atomic_write_all(files: Mapping[Path, str | bytes], mode: int | None = None) -> None:
     """Several files, all or nothing: each is staged first; only when all are staged does one
-    pass rename them into place. A failure while staging leaves every old file as it was."""
+    pass rename them into place, with SIGINT/SIGTERM/SIGHUP held off until it is done (an
+    interrupt then lands after the set is complete). A failure while staging leaves every old
+    file as it was."""
+    import signal
+
     staged: list[tuple[str, Path]] = []
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
     try:
         for path, data in files.items():
             staged.append((_stage(Path(path), data, mode), Path(path)))
-        while staged:
-            tmp, path = staged[0]
-            os.replace(tmp, path)
-            staged.pop(0)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            while staged:
+                tmp, path = staged[0]
+                os.replace(tmp, path)
+                staged.pop(0)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     finally:
         for tmp, _path in staged:
             with contextlib.suppress(FileNotFoundError):

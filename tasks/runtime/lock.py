@@ -11,7 +11,9 @@ from typing import Any
 from tasks.runtime.errors import ConfigError, RefusedError
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -66,7 +68,7 @@ class RunLock:
         if (
             previous.get("pid")
             and previous.get("pid") != os.getpid()
-            and not _alive(int(previous["pid"]))
+            and not pid_alive(int(previous["pid"]))
         ):
             self.took_over = previous
         os.ftruncate(fd, 0)

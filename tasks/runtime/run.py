@@ -115,6 +115,7 @@ class Run:
         self._settings: Settings | None = None
         self._locks: list[RunLock] = []
         self.steps: list[dict[str, Any]] = []
+        self.running: tuple[str, ...] = ()  # the steps running now (for the journal)
         self.extra: dict[str, Any] = {}  # more fields for the trace
         self.memo: dict[Any, Any] = {}  # what this run already learned (hosts that answered...)
         self.effects: Effects = Effects(
@@ -144,9 +145,12 @@ class Run:
                 root=self.project.root,
             )
             settings = Settings(env)
+            self._env, self._settings = env, settings
+            from tasks.runtime.secrets import release_held_logs
+
+            release_held_logs()  # `--debug` records waited for the secrets to be known
             if self.check_settings:
                 settings.check()  # every bad value at once, before anything runs
-            self._env, self._settings = env, settings
         return self._env
 
     @property
@@ -183,11 +187,18 @@ class Run:
         for held in self._locks:
             if held.name == area:
                 return held
-        lock = RunLock(self.project.work / "locks" / f"{area}.lock", area, holder=self._holder())
+        import re
+
+        # An area may carry a user's value (a cluster name): keep the lock file inside locks/.
+        file_name = re.sub(r"[^A-Za-z0-9_.-]", "_", area).lstrip(".") or "_"
+        lock = RunLock(
+            self.project.work / "locks" / f"{file_name}.lock", area, holder=self._holder()
+        )
         lock.acquire()
         if lock.took_over:
             say(f"note: took over a stale {area} lock left by pid {lock.took_over.get('pid')}")
         self._locks.append(lock)
+        self.journal()
         return lock
 
     def _holder(self) -> dict[str, Any]:
@@ -201,15 +212,31 @@ class Run:
 
     def record_step(self, record: dict[str, Any]) -> None:
         self.steps.append(mask_data(record))
+        self.journal()
+
+    def begin_steps(self, *step_ids: str) -> None:
+        """Steps that start now (a fan-out group starts several): journalled as running."""
+        self.running = step_ids
+        if step_ids:
+            self.journal()
+
+    def journal(self) -> None:
+        """The trace so far, as `<trace>.running.json`: if this process is killed outright the
+        next run finds it and completes it (`complete_crashed_traces`)."""
+        with contextlib.suppress(OSError):  # the journal must never be what stops a run
+            self.write_trace("running", exit_code=0, error=None, running=True)
 
     # ------------------------------------------------------------------ the end
 
     def finish(self, outcome: str, *, exit_code: int = 0, error: str | None = None) -> Path | None:
-        """Release the locks and write the trace (for every run that did or tried something)."""
+        """Release the locks and write the trace (for every run that did or tried something);
+        complete the traces of earlier runs that were killed outright."""
         try:
             path = None
             if self.traced or self.steps or self.effects.records or outcome != "ok":
                 path = self.write_trace(outcome, exit_code=exit_code, error=error)
+            self._trace_path(running=True).unlink(missing_ok=True)
+            complete_crashed_traces(self.project.work / "traces")
         finally:
             for lock in reversed(self._locks):
                 with contextlib.suppress(OSError):
@@ -217,7 +244,15 @@ class Run:
             self._locks.clear()
         return path
 
-    def write_trace(self, outcome: str, *, exit_code: int, error: str | None) -> Path:
+    def _trace_path(self, *, running: bool = False) -> Path:
+        name = f"{self.task.replace('.', '-')}-{self.id}"
+        return (
+            self.project.work / "traces" / (f"{name}.running.json" if running else f"{name}.json")
+        )
+
+    def write_trace(
+        self, outcome: str, *, exit_code: int, error: str | None, running: bool = False
+    ) -> Path:
         import getpass
         import platform
 
@@ -231,6 +266,7 @@ class Run:
             operator = str(os.getuid())
         payload = {
             "run": self.id,
+            "pid": os.getpid(),
             "task": self.task,
             "tasks": self.tasks,
             "argv": [mask(a) for a in self.argv],
@@ -246,14 +282,45 @@ class Run:
             "operator": operator,
             "host": platform.node(),
             "locks": [lock.name for lock in self._locks],
-            "steps": self.steps,
+            "steps": self.steps
+            + ([{"id": step, "outcome": "running"} for step in self.running] if running else []),
             "effects": self.effects.trace_records(),
             **mask_data(self.extra),
         }
-        name = f"{self.task.replace('.', '-')}-{self.id}.json"
-        path = self.project.work / "traces" / name
+        path = self._trace_path(running=running)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write_json(path, payload, mode=0o600)
         return path
+
+
+def complete_crashed_traces(folder: Path) -> list[Path]:
+    """Every `*.running.json` whose process is gone (killed outright, SIGKILL or power cut)
+    becomes a finished trace: outcome `killed`, its last step `interrupted`."""
+    import json
+
+    from tasks.runtime.files import atomic_write_json
+    from tasks.runtime.lock import pid_alive
+
+    done = []
+    for journal in sorted(folder.glob("*.running.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(journal.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if pid_alive(int(data.get("pid") or 0)):
+            continue
+        data["outcome"] = "killed"
+        data["exit_code"] = 137
+        data["error"] = "the run was killed before it could finish; completed by a later run"
+        data["ended"] = _iso(journal.stat().st_mtime)
+        for step in data.get("steps") or []:
+            if step.get("outcome") == "running":
+                step["outcome"] = "interrupted"
+        final = journal.with_name(journal.name.replace(".running.json", ".json"))
+        atomic_write_json(final, data, mode=0o600)
+        journal.unlink(missing_ok=True)
+        done.append(final)
+    return done
 
 
 def _iso(stamp: float) -> str:

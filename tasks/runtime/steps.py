@@ -196,17 +196,22 @@ def _run_one(run: Run, plan: Plan, action: Action, state: dict[str, Any]) -> Out
 
     sc = StepContext(run, plan.mode, plan.options, state)
     started, t0 = utc_now(), time.monotonic()
+    run.begin_steps(action.id)
     try:
         value = action.run(sc)
-    except KeyboardInterrupt:
-        _record(run, action, "interrupted", started=started, notes=sc.notes, exit_code=130)
+    except KeyboardInterrupt as exc:
+        run.begin_steps()
+        code = getattr(exc, "exit_code", 130)
+        _record(run, action, "interrupted", started=started, notes=sc.notes, exit_code=code)
         raise
     except Exception as exc:
+        run.begin_steps()
         status, detail = describe_failure(exc)
         if not isinstance(exc, HomelabError):
             raise  # a bug: the executor reports it (with the traceback under --debug)
         outcome = Outcome(action.id, "failed", detail=detail, error=exc)
     else:
+        run.begin_steps()
         outcome = Outcome(action.id, value=value)
     outcome.seconds = time.monotonic() - t0
     _record(
@@ -252,14 +257,17 @@ def _run_batch(
         word = outcome.status if outcome.ok else f"{outcome.status}: {outcome.detail}"
         say(f"  ({count}/{of}) {items.get(outcome.name, outcome.name)}: {word}")
 
+    run.begin_steps(*(a.id for a in batch))
     try:
         results = fan_out(
             batch, work, name=lambda a: a.id, parallel=max(1, plan.parallel), on_done=done
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        run.begin_steps()
         for action in batch:
-            _record(run, action, "interrupted", exit_code=130)
+            _record(run, action, "interrupted", exit_code=getattr(exc, "exit_code", 130))
         raise
+    run.begin_steps()
     for action, outcome in zip(batch, results, strict=True):
         outcomes[action.id] = outcome
         _record(

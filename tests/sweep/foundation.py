@@ -13,3 +13,4 @@ CASES = {
     "up": [["up", "--dry-run"], ["up", "--dry-run", "--profile", "{profile}"]],
 }
 CASES["rehearse"] = [["rehearse"]]
+CASES["doppler.forget"] = [["doppler.forget", "--dry-run"], ["doppler.forget"]]

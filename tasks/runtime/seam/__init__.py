@@ -211,15 +211,20 @@ class Effects:
             self.say(f"$ {mask(shown)}")
         child = {**(self._child_env() if inherit_env else {}), **(env or {})}
         data = stdin.encode() if isinstance(stdin, str) else stdin
-        outcome = run_process(
-            argv,
-            env=child,
-            stdin=data,
-            cwd=cwd,
-            timeout=timeout,
-            on_stdout=_masked(on_stdout),
-            on_stderr=_masked(on_stderr),
-        )
+        out, err = _Stream(on_stdout), _Stream(on_stderr)
+        try:
+            outcome = run_process(
+                argv,
+                env=child,
+                stdin=data,
+                cwd=cwd,
+                timeout=timeout,
+                on_stdout=out.feed if on_stdout else None,
+                on_stderr=err.feed if on_stderr else None,
+            )
+        finally:
+            out.close()
+            err.close()
         result = CommandResult(mask(shown), outcome.exited, outcome.stdout, outcome.stderr)
         if outcome.timed_out:
             self._end(effect, "failed", f"timed out after {timeout:g}s")
@@ -356,7 +361,9 @@ class Effects:
         from tasks.runtime.files import atomic_write
 
         if self._inside_work(path):
-            atomic_write(path, data, mode=mode)
+            # Generated state: private to the operator (files 0600, folders 0700).
+            self.work.mkdir(mode=0o700, exist_ok=True)
+            atomic_write(path, data, mode=0o600 if mode is None else mode)
             return True
         effect = self._begin("file", f"write {path}", True, f"write {what or path}")
         if effect is None:
@@ -409,11 +416,21 @@ class Effects:
         return True
 
 
-def _masked(sink: LineSink | None) -> LineSink | None:
-    if sink is None:
-        return None
+class _Stream:
+    """A child's live output, masked line by line (one line behind, for folded secrets)."""
 
-    def deliver(line: str) -> None:
-        sink(MASKER.mask(line))
+    def __init__(self, sink: LineSink | None) -> None:
+        from tasks.runtime.secrets import LineMasker
 
-    return deliver
+        self.sink = sink
+        self.masker = LineMasker(MASKER)
+
+    def feed(self, line: str) -> None:
+        if self.sink is not None:
+            for ready in self.masker.feed(line):
+                self.sink(ready)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            for ready in self.masker.close():
+                self.sink(ready)

@@ -77,15 +77,25 @@ def run_process(
             pass  # the child exited without reading it all; its exit status says why
         finally:
             proc.stdin.close()
+    from tasks.runtime.seam.stop import STOP, Interrupted
+
     timed_out = False
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        proc.kill()
-        proc.wait()
+        while True:
+            try:
+                proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if STOP.is_set():  # the run is stopping (Ctrl-C seen by the main thread)
+                    raise Interrupted(f"{argv[0]}: stopped, the run was interrupted") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    timed_out = True
+                    proc.kill()
+                    proc.wait()
+                    break
     except BaseException:
-        # Interrupted (Ctrl-C): the child goes too, so nothing is left running behind the run.
+        # Interrupted (Ctrl-C, SIGTERM): the child goes too, so nothing keeps running behind it.
         proc.kill()
         proc.wait()
         raise

@@ -30,6 +30,7 @@ import paramiko
 from fabric import Config, Connection
 
 from tasks.runtime.errors import ConfigError
+from tasks.runtime.seam.stop import STOP
 
 CHECKING_MODES = ("strict", "accept-new")
 
@@ -304,6 +305,9 @@ def run_command(
             if deadline is not None and time.monotonic() > deadline:
                 channel.close()
                 raise SshFailure("failed", f"command timed out after {timeout:g}s")
+            if STOP.is_set():  # the run is stopping: close the session, the remote command ends
+                channel.close()
+                raise SshFailure("failed", "stopped: the run was interrupted")
             select.select([channel], [], [], 0.2)
         exited = channel.recv_exit_status()
         channel.close()
