@@ -51,7 +51,7 @@ def test_bootstrap_clones_bootstraps_flux_and_writes_the_trace(
     } == {
         "cluster": "home",
         "env": "prod",
-        "base_domain": "apps.home.home.arpa",
+        "base_domain": "apps.home.example.net",
         "repo_url": f"file://{remote}",
         "repo_ref": "main",
         "git_sha": sha,
@@ -62,18 +62,28 @@ def test_bootstrap_clones_bootstraps_flux_and_writes_the_trace(
         "clone",
         "vault_kubernetes_auth",
         "flux_bootstrap",
+        "flux_ready",
     ]
     assert "repo-password-83bd1" not in (clone / ".git/config").read_text()
     assert "repo-password-83bd1" not in result.output
     assert "repo-password-83bd1" not in json.dumps(trace)
-    cmds = commands(tmp_path)
-    assert cmds[:2] == ["flux check --pre", "flux install --namespace=flux-system"]
-    assert cmds[-2:] == [
-        f"flux create source git flux-system --url=file://{remote} --branch=main --namespace=flux-system "
-        "--secret-ref=flux-system",
-        "flux create kustomization flux-system --source=GitRepository/flux-system "
-        "--path=./layers/gitops/clusters/home --prune=true --namespace=flux-system",
+    # The repo has its own flux-system/: it is applied as it is (no `flux create`), and success
+    # is read back from the cluster: the source and the entry Kustomization are Ready.
+    assert commands(tmp_path) == [
+        "flux check --pre",
+        "flux install --namespace=flux-system",
+        "kubectl apply -f -",  # the Git credentials, on stdin
+        "kubectl apply -f -",  # cluster-settings
+        f"kubectl apply -k {clone.resolve()}/layers/gitops/clusters/home/flux-system",
+        "flux reconcile source git flux-system --namespace=flux-system",
+        "flux reconcile kustomization flux-system --namespace=flux-system",
+        "kubectl get gitrepositories.source.toolkit.fluxcd.io flux-system "
+        "--namespace=flux-system -o json",
+        "kubectl get kustomizations.kustomize.toolkit.fluxcd.io flux-system "
+        "--namespace=flux-system -o json",
     ]
+    assert "flux_ready: ok" in result.stdout
+    assert "Flux follows the repo's own sync" in result.stderr  # its URL is not cluster.yaml's
     applied = [
         json.loads(line)["stdin"]
         for line in (tmp_path / "kube.log").read_text().splitlines()
@@ -83,7 +93,7 @@ def test_bootstrap_clones_bootstraps_flux_and_writes_the_trace(
     assert settings["data"] == {
         "CLUSTER": "home",
         "ENV": "prod",
-        "BASE_DOMAIN": "apps.home.home.arpa",
+        "BASE_DOMAIN": "apps.home.example.net",
     }
 
 
@@ -113,7 +123,8 @@ def test_bootstrap_updates_repoints_and_follows_tags(
         == git(work, "rev-parse", "v1.0.0").stdout.strip()
     )
     assert "repoint_origin: changed" in result.stdout
-    assert "--tag=v1.0.0" in " ".join(commands(tmp_path))
+    trace = json.loads((sample_repo / ".work/home/gitops-bootstrap.json").read_text())
+    assert trace["repo_ref"] == "v1.0.0" and "tag v1.0.0" in json.dumps(trace["steps"])
 
 
 def test_bootstrap_refuses_a_dirty_clone(sample_repo: Path, tmp_path: Path, remote: Path) -> None:
@@ -211,7 +222,7 @@ def test_bootstrap_dry_run_touches_nothing(sample_repo: Path, tmp_path: Path) ->
     result = run_inv(
         sample_repo, "gitops.bootstrap", "--cluster", "home", "--dry-run", env=kube_env(tmp_path)
     )
-    assert result.returncode == 0 and "BASE_DOMAIN=apps.home.home.arpa" in result.stdout
+    assert result.returncode == 0 and "BASE_DOMAIN=apps.home.example.net" in result.stdout
     assert commands(tmp_path) == [] and not (sample_repo / ".work/home").exists()
 
 

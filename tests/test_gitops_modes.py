@@ -28,7 +28,12 @@ def test_platform_certs_prod_is_a_one_line_diff(sample_repo: Path) -> None:
     # Comments, order and the other keys' quoting are untouched.
     assert after == before.replace('"letsencrypt-staging"', '"letsencrypt-prod"', 1)
     assert "+  CERT_ISSUER" in result.stdout  # the diff is printed
-    assert "inv flux.reconcile" in result.stdout and "git push" in result.stdout
+    assert "inv flux.reconcile" in result.stdout
+    repo = sample_repo.resolve()
+    assert (
+        f"git -C {repo} add {SETTINGS} && git -C {repo} commit -m "
+        f"'platform certs: CERT_ISSUER=letsencrypt-prod' && git -C {repo} push"
+    ) in result.stdout
     (trace,) = [p for p in work_files(sample_repo) if p.suffix == ".json"]  # the run's trace only
     effects = json.loads(trace.read_text())["effects"]
     assert [e["target"] for e in effects if e["mutates"]] == [f"write {sample_repo / SETTINGS}"]

@@ -1,4 +1,4 @@
-"""Pure pieces of the GitOps side: substitution patterns, facts parsers, stack order."""
+"""Pure pieces of the GitOps side: substitution patterns, facts parsers, the graph's order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from tasks.gitops.facts import names, ready_states, server_version
-from tasks.gitops.tree import VAR_PATTERN, FluxKustomization, stack_order
+from tasks.gitops.graph import Graph, Node
+from tasks.gitops.layout import Entry
+from tasks.gitops.tree import VAR_PATTERN
 from tasks.runtime.errors import ConfigError
 
 
@@ -62,25 +64,65 @@ def test_ready_states_parse_conditions() -> None:
     assert server_version({"serverVersion": {"gitVersion": "v1.31.4+k3s1"}}) == "v1.31.4+k3s1"
 
 
-class _Settings:
-    cluster_dir = Path("/repo/clusters/home")
+def _node(name: str, parent: str | None = None, deps: tuple[str, ...] = ()) -> Node:
+    return Node(
+        name=name,
+        namespace="flux-system",
+        path=f"./{name}",
+        folder=Path(f"/repo/{name}"),
+        source=("GitRepository", "flux-system", "flux-system"),
+        depends_on=tuple(("flux-system", d) for d in deps),
+        declared_in=f"{name}.yaml",
+        parent=f"flux-system/{parent}" if parent else None,
+    )
 
-    def resolve_flux_path(self, path: str) -> Path:
-        return Path("/repo") / path.lstrip("./")
+
+def _graph(*nodes: Node) -> Graph:
+    entry = Entry(
+        "flux bootstrap",
+        Path("/repo/gotk-sync.yaml"),
+        "flux-system",
+        "flux-system",
+        "./",
+        "GitRepository",
+        "flux-system",
+        "flux-system",
+    )
+    graph = Graph(None, entry)  # type: ignore[arg-type]
+    for node in nodes:
+        graph.add(node)
+    return graph
 
 
-def test_stack_order_puts_the_entry_first_then_dependencies() -> None:
-    items = [
-        FluxKustomization("tenants", "flux-system", "./tenants", ("platform",)),
-        FluxKustomization("platform", "flux-system", "./platform", ("infra",)),
-        FluxKustomization("infra", "flux-system", "./infra"),
-        FluxKustomization("flux-system", "flux-system", "./clusters/home"),
-    ]
-    order = stack_order(_Settings(), items)  # type: ignore[arg-type]
-    assert [k.name for k in order] == ["flux-system", "infra", "platform", "tenants"]
-    cyclic = [
-        FluxKustomization("a", "n", "./a", ("b",)),
-        FluxKustomization("b", "n", "./b", ("a",)),
-    ]
-    with pytest.raises(ConfigError, match="cycle"):
-        stack_order(_Settings(), cyclic)  # type: ignore[arg-type]
+def test_graph_order_puts_parents_and_dependencies_first() -> None:
+    graph = _graph(
+        _node("flux-system"),
+        _node("tenants", "flux-system", ("platform",)),
+        _node("platform", "flux-system", ("infra",)),
+        _node("infra", "flux-system"),
+        _node("app", "tenants", ("infra",)),
+    )
+    assert [n.name for n in graph.order()] == ["flux-system", "infra", "platform", "tenants", "app"]
+    assert graph.sources() == [("GitRepository", "flux-system", "flux-system")]
+    assert graph.cycles() == []
+
+
+def test_graph_cycles_and_dangling_dependencies_are_problems() -> None:
+    graph = _graph(
+        _node("flux-system"),
+        _node("a", "flux-system", ("b",)),
+        _node("b", "flux-system", ("a",)),
+        _node("parent", "flux-system", ("child",)),
+        _node("child", "parent"),
+        _node("lonely", "flux-system", ("nowhere",)),
+    )
+    graph._check_structure()
+    problems = "\n".join(graph.problems)
+    assert "Kustomization cycle: a (a.yaml) dependsOn b; b (b.yaml) dependsOn a" in problems
+    assert (
+        "parent (parent.yaml) dependsOn child; child (child.yaml) is applied by parent" in problems
+    )
+    assert "Flux Kustomization lonely (lonely.yaml): dependsOn flux-system/nowhere" in problems
+    with pytest.raises(ConfigError, match="problem"):
+        graph.check()
+    assert {n.name for n in graph.order()} == {n.name for n in graph.nodes.values()}

@@ -74,11 +74,12 @@ def test_strict_schema_errors_name_file_and_resource(sample_repo: Path) -> None:
     service.write_text(service.read_text().replace("  ports:", "  portz:"))
     result = run_inv(sample_repo, "k8s.validate")
     assert result.returncode == 2, result
+    # The file the object came from (kustomize's origin annotation), not only the overlay.
     assert (
-        "layers/gitops/tenants/overlays/app-staging-le-staging: Service/apps-staging/example"
-        in result.stderr
-    )
-    assert "portz" in result.stderr
+        "layers/gitops/tenants/apps/example/base/service.yaml: Service/apps-staging/example "
+        "(Flux Kustomization tenants): spec: Additional properties are not allowed ('portz' was "
+        "unexpected)"
+    ) in result.stderr
 
 
 def test_broken_kustomization_and_missing_path(sample_repo: Path) -> None:

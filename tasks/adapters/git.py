@@ -93,6 +93,11 @@ class Git:
         )
         return sorted({line for line in proc.stdout.splitlines() if line.strip()})
 
+    def ever_committed(self, repo: Path, path: Path) -> bool:
+        """Whether any commit of the current branch holds `path`."""
+        proc = self.run(repo, "log", "-1", "--format=%H", "--", str(path), check=False)
+        return proc.ok and bool(proc.stdout.strip())
+
     def head_sha(self, repo: Path) -> str:
         return self.run(repo, "rev-parse", "HEAD").stdout.strip()
 

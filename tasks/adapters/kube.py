@@ -43,6 +43,7 @@ class Kube:
             stdin=stdin,
             check=False,
             what=None if stdin is None else f"{tool} {' '.join(args)} (manifest on stdin)",
+            executable=self.binary(tool),
         )
         if result.exited == 127:
             raise ExternalError(f"{tool} is not installed or not on PATH", hint=f"install {tool}")
@@ -53,6 +54,13 @@ class Kube:
                 say(f"    {line}")
         return result
 
+    def binary(self, tool: str) -> str:
+        """The first `tool` new enough for the runner, on PATH or in its venv (a Debian 12
+        kubectl 1.20 first on PATH is passed over); exit 2 naming the fix when there is none."""
+        from tasks.runtime.tools import tool_path
+
+        return tool_path(self.run_, tool)
+
     def kubectl(
         self, *args: str, mutating: bool = False, stdin: str | None = None, check: bool = True
     ) -> CommandResult:
@@ -60,6 +68,20 @@ class Kube:
 
     def flux(self, *args: str, mutating: bool = False, check: bool = True) -> CommandResult:
         return self._run("flux", args, mutating=mutating, check=check)
+
+    def get_one(self, resource: str, name: str, namespace: str) -> dict[str, Any] | None:
+        """One object as JSON, or None when the cluster does not have it."""
+        result = self.kubectl(
+            "get", resource, name, f"--namespace={namespace}", "-o", "json", check=False
+        )
+        if result.failed:
+            if "NotFound" in (result.stderr or "") or "not found" in (result.stderr or ""):
+                return None
+            raise CommandFailed(result.command, result.exited, result.tail())
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            raise ExternalError(f"kubectl get {resource} {name}: output is not JSON") from None
 
     def get_json(self, *args: str) -> dict[str, Any]:
         result = self.kubectl("get", *args, "-o", "json")
@@ -90,8 +112,26 @@ class Kube:
         _RENDERED[key] = result.stdout
         return result.stdout
 
+    def kustomize_raw(self, folder: Path) -> CommandResult:
+        """`kubectl kustomize` as kustomize-controller builds: files outside the folder may be
+        loaded (the load restrictor off). The caller reads the exit status and caches."""
+        result = self.effects.command(
+            ["kubectl", "kustomize", "--load-restrictor=LoadRestrictionsNone", str(folder)],
+            mutates=False,
+            env=self.env,
+            check=False,
+            executable=self.binary("kubectl"),
+        )
+        if result.exited == 127:
+            raise ExternalError("kubectl is not installed or not on PATH", hint="install kubectl")
+        return result
+
 
 _RENDERED: dict[str, str] = {}
+
+
+def kubectl_error(stderr: str | None) -> str:
+    return _kubectl_error(stderr)
 
 
 def _kubectl_error(stderr: str | None) -> str:

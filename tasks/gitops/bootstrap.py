@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from tasks.runtime.errors import ConfigError, RefusedError
+from tasks.runtime.errors import ConfigError, ExternalError, RefusedError
 from tasks.runtime.secrets import mask_data
 from tasks.runtime.trace import utc_now
 
 if TYPE_CHECKING:
     from tasks.adapters.git import Git
     from tasks.adapters.kube import Kube
+    from tasks.gitops.layout import Entry
     from tasks.runtime.project import Project
     from tasks.runtime.run import Run
 
@@ -166,32 +167,102 @@ def configure_vault(run: Run, kube: Kube, out: Outcomes) -> None:
     )
 
 
-def bootstrap_flux(
-    kube: Kube, spec: ClusterSpec, kind: str, creds, clone: Path, out: Outcomes
-) -> None:
-    from tasks.gitops.cluster_steps import secret_manifest
+def flux_tree(run: Run, kube: Kube, spec: ClusterSpec, clone: Path, where: str) -> Entry:
+    """The entry Flux starts from at gitops.path: the repo's own (flux-system/gotk-sync.yaml or a
+    pair applying the folder), else the one bootstrap creates. Refused (exit 2) when the path is
+    missing, is a Helm chart, or does not render as a Flux tree; nothing has touched the cluster."""
+    from tasks.gitops.graph import render_entry
+    from tasks.gitops.layout import Entry
+    from tasks.gitops.settings import GitOpsSettings
 
-    if not (clone / spec.path).is_dir():
+    folder = (clone / spec.path).resolve()
+    if not folder.is_dir():
         raise ConfigError(
             f"gitops.path {spec.path!r} does not exist in {spec.repo_url} at {spec.repo_ref}"
         )
-    ns = "flux-system"
+    if (folder / "Chart.yaml").is_file():
+        raise ConfigError(
+            f"{where}: gitops.path {spec.path!r} is a Helm chart (it has a Chart.yaml), not a "
+            "Flux tree",
+            hint="point gitops.path at the cluster's Flux folder (the one holding flux-system/ "
+            "or its Kustomizations)",
+        )
+    settings = GitOpsSettings.for_tree(run, clone, where=where)
+    own = settings.layout.entries_for(folder)
+    if len(own) > 1:
+        raise ConfigError(
+            f"gitops.path {spec.path!r}: several Flux entries apply it: "
+            + ", ".join(f"{e.key} ({settings.rel(e.file)})" for e in own)
+        )
+    flux_path = "./" + spec.path.strip("/")
+    if own and own[0].layout == "FluxInstance":
+        import dataclasses
+
+        # Bootstrap creates what the operator would, from cluster.yaml's repository.
+        own = [dataclasses.replace(own[0], source_kind="GitRepository", source_url=spec.repo_url)]
+    entry = (
+        own[0]
+        if own
+        else Entry(
+            layout="created by gitops.bootstrap",
+            file=folder,
+            name="flux-system",
+            namespace="flux-system",
+            path=flux_path,
+            source_kind="GitRepository",
+            source_name="flux-system",
+            source_namespace="flux-system",
+            source_url=spec.repo_url,
+            doc={
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization",
+                "metadata": {"name": "flux-system", "namespace": "flux-system"},
+                "spec": {
+                    "path": flux_path,
+                    "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
+                },
+            },
+        )
+    )
+    try:
+        node = render_entry(settings, kube, entry)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{where}: gitops.path {spec.path!r} does not render as a Flux tree: {exc.message}"
+        ) from None
+    if not any("toolkit.fluxcd.io/" in str(d.get("apiVersion", "")) for d in node.docs):
+        raise ConfigError(
+            f"{where}: gitops.path {spec.path!r} is not a Flux tree: it renders "
+            f"{len(node.docs)} object(s) and no Flux Kustomization, source or HelmRelease",
+            hint="point gitops.path at the cluster's Flux folder",
+        )
+    return entry
+
+
+def bootstrap_flux(
+    kube: Kube, spec: ClusterSpec, kind: str, creds, entry: Entry, out: Outcomes, project: Project
+) -> None:
+    """Flux, the credentials, cluster-settings, then the repo's own sync (its flux-system/) or,
+    when it has none, a source and an entry Kustomization for gitops.path."""
+    from tasks.gitops.cluster_steps import apply_entry, secret_manifest
+
+    # The repo's own sync objects are applied as they are; a FluxInstance's (the operator is not
+    # installed here) and a missing one are created, named as the instance or flux bootstrap do.
+    own = entry.layout in ("flux bootstrap", "GitRepository + Kustomization")
+    ns = entry.namespace
     kube.flux("check", "--pre")
-    kube.flux("install", f"--namespace={ns}", mutating=True)
-    source = [
-        "create",
-        "source",
-        "git",
-        "flux-system",
-        f"--url={spec.repo_url}",
-        f"--{kind}={spec.repo_ref}",
-        f"--namespace={ns}",
-    ]
+    components = entry.sync_dir / "gotk-components.yaml" if entry.sync_dir else None
+    if components is not None and components.is_file():
+        kube.kubectl("apply", "-f", str(components), mutating=True)
+    else:
+        kube.flux("install", f"--namespace={ns}", mutating=True)
+    secret = entry.secret_ref or "flux-system"
     if creds:
         kube.apply_manifest(
-            secret_manifest(ns, "flux-system", {"username": creds[0], "password": creds[1]})
+            secret_manifest(
+                entry.source_namespace, secret, {"username": creds[0], "password": creds[1]}
+            )
         )
-        source.append("--secret-ref=flux-system")
     kube.apply_manifest(
         {
             "apiVersion": "v1",
@@ -200,13 +271,41 @@ def bootstrap_flux(
             "data": {"CLUSTER": spec.name, "ENV": spec.env, "BASE_DOMAIN": spec.base_domain},
         }
     )
+    if own:
+        apply_entry(project.rel, kube, entry, lambda _note: None)
+        detail = (
+            f"the repo's own sync: {entry.layout}, {entry.source_kind} "
+            f"{entry.source_namespace}/{entry.source_name}, Kustomization {entry.key}"
+        )
+        if entry.source_url and _same_url(entry.source_url) != _same_url(spec.repo_url):
+            from tasks.runtime.console import warn
+
+            warn(
+                f"the repo's {entry.source_kind} {entry.source_name} watches {entry.source_url}, "
+                f"not cluster.yaml's repo_url {spec.repo_url}: Flux follows the repo's own sync"
+            )
+            detail += f" (watches {entry.source_url})"
+        out.add("flux_bootstrap", "ok", detail)
+        return
+    flux_path = "./" + spec.path.strip("/")
+    source = [
+        "create",
+        "source",
+        "git",
+        entry.source_name,
+        f"--url={spec.repo_url}",
+        f"--{kind}={spec.repo_ref}",
+        f"--namespace={ns}",
+    ]
+    if creds:
+        source.append(f"--secret-ref={secret}")
     kube.flux(*source, mutating=True)
     kube.flux(
         "create",
         "kustomization",
-        "flux-system",
-        "--source=GitRepository/flux-system",
-        f"--path=./{spec.path.strip('/')}",
+        entry.name,
+        f"--source=GitRepository/{entry.source_name}",
+        f"--path={flux_path}",
         "--prune=true",
         f"--namespace={ns}",
         mutating=True,
@@ -214,8 +313,74 @@ def bootstrap_flux(
     out.add(
         "flux_bootstrap",
         "ok",
-        f"GitRepository flux-system -> {spec.repo_url} ({kind} {spec.repo_ref}), path ./{spec.path}",
+        f"GitRepository {entry.source_name} -> {spec.repo_url} ({kind} {spec.repo_ref}), "
+        f"path {flux_path}"
+        + (
+            f" (as {entry.layout} {entry.file.name} names them)"
+            if entry.layout == "FluxInstance"
+            else ""
+        ),
     )
+
+
+def wait_ready(kube: Kube, entry: Entry, out: Outcomes) -> None:
+    """Reconcile the source and the entry, then read both back: ok only when both are Ready."""
+    from tasks.gitops.facts import ready_states
+    from tasks.gitops.flux_ops import source_command
+
+    kube.flux(
+        *source_command(entry.source_kind, entry.source_namespace, entry.source_name),
+        mutating=True,
+        check=False,
+    )
+    kube.flux(
+        "reconcile",
+        "kustomization",
+        entry.name,
+        f"--namespace={entry.namespace}",
+        mutating=True,
+        check=False,
+    )
+    resource = {
+        "GitRepository": "gitrepositories",
+        "OCIRepository": "ocirepositories",
+        "Bucket": "buckets",
+    }.get(entry.source_kind, entry.source_kind.lower() + "s")
+    problems, ready = [], []
+    for what, res, ns, name in (
+        (
+            entry.source_kind,
+            f"{resource}.source.toolkit.fluxcd.io",
+            entry.source_namespace,
+            entry.source_name,
+        ),
+        (
+            "Kustomization",
+            "kustomizations.kustomize.toolkit.fluxcd.io",
+            entry.namespace,
+            entry.name,
+        ),
+    ):
+        found = kube.get_one(res, name, ns)
+        if found is None:
+            problems.append(f"{what} {ns}/{name}: not found in the cluster")
+            continue
+        (state,) = ready_states({"items": [found]})
+        if state.ready:
+            ready.append(f"{what} {ns}/{name}")
+        else:
+            problems.append(f"{what} {ns}/{name}: not ready ({state.reason}: {state.message})")
+    if problems:
+        raise ExternalError(
+            "Flux is not ready:\n  " + "\n  ".join(problems),
+            hint="`inv flux.status` shows every object; fix the cause and run the bootstrap again",
+        )
+    out.add("flux_ready", "ok", " and ".join(ready) + " Ready")
+
+
+def _same_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    return url[:-4] if url.endswith(".git") else url
 
 
 def run_bootstrap(run: Run, name: str) -> None:
@@ -223,6 +388,7 @@ def run_bootstrap(run: Run, name: str) -> None:
     trace file `.work/NAME/gitops-bootstrap.json` is written last, whatever the outcome."""
     from tasks.adapters.git import Git
     from tasks.adapters.kube import Kube
+    from tasks.gitops.settings import kubeconfig_env
     from tasks.runtime.console import say
     from tasks.runtime.files import atomic_write_json
     from tasks.runtime.steps import Action, Plan
@@ -233,12 +399,13 @@ def run_bootstrap(run: Run, name: str) -> None:
     work = project.work / name
     clone = work / "gitops-src"
     trace_path = work / "gitops-bootstrap.json"
+    where = project.rel(project.inventory / "clusters" / name / "cluster.yaml")
     say(f"cluster {spec.name}: ENV={spec.env} BASE_DOMAIN={spec.base_domain}")
     say(f"GitOps repo {spec.repo_url} at {spec.repo_ref}, path {spec.path}")
     extra = {}
     if not env.get("KUBECONFIG") and (work / "kubeconfig").is_file():
         extra["KUBECONFIG"] = str(work / "kubeconfig")  # the seed's normalised kubeconfig output
-    kube = Kube(run, env=extra)
+    kube = Kube(run, env={**kubeconfig_env(run), **extra})
     out = Outcomes()
     creds = credentials(env)
     state: dict[str, object] = {"sha": None, "kind": None}
@@ -254,7 +421,12 @@ def run_bootstrap(run: Run, name: str) -> None:
     def flux_step(sc) -> None:
         if not vault:
             out.add("vault_kubernetes_auth", "skipped", "VAULT_ADDR/VAULT_TOKEN not set")
-        bootstrap_flux(kube, spec, str(state["kind"]), creds, clone, out)
+        entry = flux_tree(run, kube, spec, clone, where)
+        state["entry"] = entry
+        bootstrap_flux(kube, spec, str(state["kind"]), creds, entry, out, project)
+
+    def ready_step(sc) -> None:
+        wait_ready(kube, state["entry"], out)  # type: ignore[arg-type]
         state["outcome"] = "ok"
 
     def trace_step(sc) -> None:
@@ -291,7 +463,17 @@ def run_bootstrap(run: Run, name: str) -> None:
                 included=vault,
                 reason="" if vault else "VAULT_ADDR/VAULT_TOKEN not set",
             ),
-            Action("flux_bootstrap", "install Flux and point it at the repo", flux_step),
+            Action(
+                "flux_bootstrap",
+                "check gitops.path is a Flux tree; install Flux; apply the repo's own sync "
+                "(flux-system/) or create one",
+                flux_step,
+            ),
+            Action(
+                "flux_ready",
+                "reconcile the source and the entry Kustomization; both must be Ready",
+                ready_step,
+            ),
             Action("trace", f"write {project.rel(trace_path)}", trace_step, always=True),
         ],
     )

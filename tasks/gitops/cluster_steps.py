@@ -1,14 +1,12 @@
 """The cluster orchestrator's steps (Orchestration API seed): what each does, apply and delete.
 
 Each action reads facts through the kube adapter and changes the cluster only through it; the
-step list itself (numbers, names, gates, order) lives in tasks/cluster.py.
+step list itself (numbers, names, gates, order) lives in tasks/gitops/collections.py.
 """
 
 from __future__ import annotations
 
 import base64
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tasks.runtime.errors import ConfigError, ExternalError, RefusedError
@@ -22,20 +20,15 @@ if TYPE_CHECKING:
 FLUX_CRD_SUFFIX = ".toolkit.fluxcd.io"
 CERT_MANAGER_CRD_SUFFIXES = (".cert-manager.io",)
 CILIUM_CRD_SUFFIX = ".cilium.io"
+# Namespaces every cluster has: a tree may declare them, a teardown never deletes them.
+KEPT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 def _tools(sc: StepContext) -> tuple[GitOpsSettings, Kube]:
-    from tasks.adapters.kube import Kube
-    from tasks.gitops.settings import GitOpsSettings
+    from tasks.gitops.settings import GitOpsSettings, kube_for
 
     settings = GitOpsSettings.load(sc.run)
-    return settings, Kube(sc.run)
-
-
-def kubeconfig_paths(env) -> list[Path]:
-    raw = env.get("KUBECONFIG") or ""
-    paths = [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
-    return paths or [Path("~/.kube/config").expanduser()]
+    return settings, kube_for(sc.run)  # KUBECONFIG, else the k3s hand-off (settings.py)
 
 
 def verify_cluster_access(sc: StepContext) -> None:
@@ -43,13 +36,15 @@ def verify_cluster_access(sc: StepContext) -> None:
     import json
 
     from tasks.gitops.facts import server_version
+    from tasks.gitops.settings import kubeconfig_source
 
     _, kube = _tools(sc)
-    paths = kubeconfig_paths(sc.env)
+    paths, why = kubeconfig_source(sc.run)
     if not any(p.is_file() for p in paths):
         raise ConfigError(
-            "no kubeconfig: " + ", ".join(str(p) for p in paths) + " not found",
-            hint="set KUBECONFIG (env file, Doppler or shell) to the cluster's kubeconfig",
+            "no kubeconfig: " + ", ".join(str(p) for p in paths) + f" not found ({why})",
+            hint="install k3s with `inv host.apply` (it hands the kubeconfig off), or set "
+            "KUBECONFIG (env file, Doppler or shell) to the cluster's kubeconfig",
         )
     result = kube.kubectl("version", "-o", "json", "--request-timeout=10s", check=False)
     if result.failed:
@@ -70,7 +65,18 @@ def verify_cluster_access(sc: StepContext) -> None:
             f"{(allowed.stdout or allowed.stderr or '').strip() or 'no'})",
             hint="use a cluster-admin kubeconfig for the cluster orchestrator",
         )
-    sc.note(f"kubeconfig ok, API server {version}, cluster-admin: yes")
+    shown = ", ".join(sc.run.project.rel(p) for p in paths)
+    sc.note(f"kubeconfig {shown} ({why})")
+    sc.note(f"API server {version} reachable, cluster-admin: yes")
+
+
+def runtime_inputs_wanted(sc: StepContext, settings: GitOpsSettings) -> tuple[bool, str]:
+    """Whether the runner builds the runtime-inputs Secret (the plan decided it; else the tree)."""
+    if "runtime_inputs" in sc.options:
+        return bool(sc.options["runtime_inputs"]), str(sc.options.get("runtime_inputs_reason", ""))
+    if not sc.run.settings.flag("FEAT_RUNTIME_INPUTS", True):
+        return False, "gated off: FEAT_RUNTIME_INPUTS=false"
+    return settings.layout.runtime_inputs_wanted()
 
 
 def runtime_inputs(sc: StepContext, settings: GitOpsSettings) -> dict[str, str]:
@@ -81,33 +87,41 @@ def runtime_inputs(sc: StepContext, settings: GitOpsSettings) -> dict[str, str]:
     names = runtime_input_names(settings)
     missing = sc.env.missing(names)
     if missing:
+        folder = settings.runtime_inputs_dir
         raise ConfigError(
             f"missing runtime-input variable(s): {', '.join(missing)}",
             hint="put them in Doppler or inventory/profiles/secrets.env (never in Git); "
-            f"they are the ${{VARS}} used under {settings.rel(settings.runtime_inputs_dir)}",
+            f"they are the ${{VARS}} used under {settings.rel(folder) if folder else '?'}",
         )
     values = {n: sc.env.merged[n] for n in names}
     MASKER.add_all(values.values())  # all runtime inputs are secrets, whatever their names say
     return values
 
 
-def verify_config_inputs(sc: StepContext) -> None:
-    """Required runtime-input variables present; the GitOps tree renders and validates."""
-    from tasks.gitops.validate import validate_tree
+def _graph(sc: StepContext):
+    from tasks.gitops.graph import graph_for
 
     settings, kube = _tools(sc)
-    values = runtime_inputs(sc, settings)
-    report = validate_tree(settings, kube)
+    graph = graph_for(settings, kube)
+    return settings, kube, graph
+
+
+def verify_config_inputs(sc: StepContext) -> None:
+    """Required runtime-input variables present; the GitOps tree renders and validates."""
+    from tasks.gitops.validate import validate_graph
+
+    settings, _kube, graph = _graph(sc)
+    wanted, why = runtime_inputs_wanted(sc, settings)
+    values = runtime_inputs(sc, settings) if wanted else {}
+    report = validate_graph(settings, graph)
     if not report.ok:
         errors = list(dict.fromkeys(report.errors))
         raise ConfigError(
             f"the GitOps tree is not valid ({len(errors)} problem(s)):\n  " + "\n  ".join(errors),
             hint="`inv k8s.validate` shows the full report",
         )
-    objects = sum(n for _, _, n in report.rendered)
-    sc.note(
-        f"{len(values)} runtime inputs present; tree valid ({objects} objects in {len(report.rendered)} folders)"
-    )
+    inputs = f"{len(values)} runtime inputs present" if wanted else f"runtime inputs: {why}"
+    sc.note(f"{inputs}; tree valid ({report.objects} objects in {len(graph.nodes)} Kustomizations)")
 
 
 def secret_manifest(namespace: str, name: str, data: dict[str, str]) -> dict:
@@ -124,6 +138,54 @@ def secret_manifest(namespace: str, name: str, data: dict[str, str]) -> dict:
     }
 
 
+def ref_flag(ref: dict) -> str:
+    """A GitRepository/FluxInstance ref as `flux create source git`'s flag."""
+    if ref.get("tag"):
+        return f"--tag={ref['tag']}"
+    if ref.get("semver"):
+        return f"--tag-semver={ref['semver']}"
+    if ref.get("commit"):
+        return f"--commit={ref['commit']}"
+    raw = str(ref.get("branch") or ref.get("ref") or "main")
+    if raw.startswith("refs/tags/"):
+        return f"--tag={raw[len('refs/tags/') :]}"
+    return f"--branch={raw.removeprefix('refs/heads/')}"
+
+
+def apply_entry(rel, kube: Kube, entry, sc_note) -> None:
+    """The repo's own sync: its flux-system/ folder (`kubectl apply -k`), the file holding the
+    pair, or for a FluxInstance the source and Kustomization the operator would create."""
+    if entry.sync_dir is not None:
+        kube.kubectl("apply", "-k", str(entry.sync_dir), mutating=True)
+        sc_note(f"sync from {rel(entry.sync_dir)} applied")
+    elif entry.layout == "FluxInstance":
+        kube.flux(
+            "create",
+            "source",
+            "git",
+            entry.source_name,
+            f"--url={entry.source_url}",
+            ref_flag(entry.source_ref),
+            f"--namespace={entry.source_namespace}",
+            *([f"--secret-ref={entry.secret_ref}"] if entry.secret_ref else []),
+            mutating=True,
+        )
+        kube.flux(
+            "create",
+            "kustomization",
+            entry.name,
+            f"--source={entry.source_kind}/{entry.source_name}",
+            f"--path={entry.path}",
+            "--prune=true",
+            f"--namespace={entry.namespace}",
+            mutating=True,
+        )
+        sc_note(f"FluxInstance sync ({rel(entry.file)}): source and Kustomization created")
+    else:
+        kube.kubectl("apply", "-f", str(entry.file), mutating=True)
+        sc_note(f"sync from {rel(entry.file)} applied")
+
+
 def install_flux(sc: StepContext) -> None:
     """apply: Flux components, the Git credentials (when given) and the cluster's sync; delete: uninstall."""
     from tasks.gitops.bootstrap import credentials as repo_credentials
@@ -134,29 +196,39 @@ def install_flux(sc: StepContext) -> None:
         kube.flux("uninstall", "--silent", f"--namespace={ns}", mutating=True)
         sc.note("Flux uninstalled")
         return
+    entry = settings.entry
     kube.flux("check", "--pre")
-    kube.flux("install", f"--namespace={ns}", mutating=True)
+    components = entry.sync_dir / "gotk-components.yaml" if entry.sync_dir else None
+    if components is not None and components.is_file():
+        kube.kubectl("apply", "-f", str(components), mutating=True)
+    else:
+        kube.flux("install", f"--namespace={ns}", mutating=True)
     credentials = repo_credentials(sc.env)
+    secret = entry.secret_ref or "flux-system"
     if credentials:
         kube.apply_manifest(
             secret_manifest(
-                ns, "flux-system", {"username": credentials[0], "password": credentials[1]}
+                entry.source_namespace,
+                secret,
+                {"username": credentials[0], "password": credentials[1]},
             )
         )
-        sc.note(f"Git credentials synced to {ns}/flux-system (stdin)")
+        sc.note(f"Git credentials synced to {entry.source_namespace}/{secret} (stdin)")
     else:
         sc.note(
             "no GITOPS_REPO_PASSWORD/GITOPS_REPO_PAT: the GitRepository must be public or its secret present"
         )
-    kube.kubectl("apply", "-k", str(settings.cluster_dir / "flux-system"), mutating=True)
-    sc.note(
-        f"Flux installed; sync from {settings.rel(settings.cluster_dir / 'flux-system')} applied"
-    )
+    apply_entry(settings.rel, kube, entry, sc.note)
+    sc.note(f"Flux installed; entry {entry.key} ({entry.layout})")
 
 
 def sync_runtime_inputs(sc: StepContext) -> None:
     """Build flux-system/platform-runtime-inputs from the runtime-input variables only (via stdin)."""
     settings, kube = _tools(sc)
+    wanted, why = runtime_inputs_wanted(sc, settings)
+    if not wanted:
+        sc.note(f"skipped: {why}")
+        return
     values = runtime_inputs(sc, settings)
     name = settings["runtime_inputs_secret"]
     kube.apply_manifest(secret_manifest(settings["flux_namespace"], name, values))
@@ -164,68 +236,70 @@ def sync_runtime_inputs(sc: StepContext) -> None:
 
 
 def reconcile_flux_stack(sc: StepContext) -> None:
-    """apply: the Git source, then each Kustomization in dependency order; delete: remove the stack."""
-    from tasks.gitops.tree import flux_kustomizations, stack_order
+    """apply: each source, then every Kustomization in dependency order; delete: remove the stack."""
+    from tasks.gitops.flux_ops import reconcile_commands
 
-    settings, kube = _tools(sc)
-    order = stack_order(settings, flux_kustomizations(settings, kube))
+    settings, kube, graph = _graph(sc)
+    graph.check()
     if sc.deleting:
-        delete_stack(settings, kube, order)
-        sc.note(f"removed {len(order) - 1} Flux Kustomizations (reverse dependency order)")
+        delete_stack(settings, kube, graph, sc.note)
         return
-    reconcile_stack(settings, kube, order)
-    sc.note("reconciled: " + " -> ".join(k.name for k in order))
-
-
-def reconcile_commands(settings, order) -> list[list[str]]:
-    """The flux commands that reconcile the stack: the Git source, then each Kustomization."""
-    source = [
-        "reconcile",
-        "source",
-        "git",
-        "flux-system",
-        f"--namespace={settings['flux_namespace']}",
-    ]
-    return [source] + [
-        ["reconcile", "kustomization", k.name, f"--namespace={k.namespace}"] for k in order
-    ]
-
-
-def reconcile_stack(settings, kube, order) -> None:
-    for args in reconcile_commands(settings, order):
+    for args in reconcile_commands(graph):
         kube.flux(*args, mutating=True)
+    sc.note("reconciled: " + " -> ".join(n.name for n in graph.order()))
 
 
-def delete_stack(settings, kube, order) -> None:
-    """Suspend the entry Kustomization (or it would re-create the rest), then delete the others in
-    reverse dependency order; each prunes what it applied."""
-    entry, rest = order[0], order[1:]
-    kube.flux(
-        "suspend",
-        "kustomization",
-        entry.name,
-        f"--namespace={entry.namespace}",
-        mutating=True,
-        check=False,
-    )
-    for k in reversed(rest):
+def live_kustomizations(kube: Kube) -> set[tuple[str, str]]:
+    from tasks.gitops.facts import ready_states
+
+    listing = kube.get_json("kustomizations.kustomize.toolkit.fluxcd.io", "--all-namespaces")
+    return {(s.namespace, s.name) for s in ready_states(listing)}
+
+
+def delete_stack(settings: GitOpsSettings, kube: Kube, graph, note) -> None:
+    """Suspend the entry first (or it would re-create the rest), then delete every other
+    Kustomization of the graph, the stack's own ones included, in reverse dependency order (each
+    prunes what it applied); then check that none of them is left."""
+    entry = graph.entry
+    live = live_kustomizations(kube)
+    if (entry.namespace, entry.name) in live:
+        kube.flux(
+            "suspend", "kustomization", entry.name, f"--namespace={entry.namespace}", mutating=True
+        )
+    else:
+        note(f"entry {entry.key} is not in the cluster: nothing to suspend")
+    doomed = [n for n in reversed(graph.order()) if n is not entry]
+    deleted = 0
+    for node in doomed:
+        if (node.namespace, node.name) not in live:
+            continue
         kube.flux(
             "delete",
             "kustomization",
-            k.name,
-            f"--namespace={k.namespace}",
+            node.name,
+            f"--namespace={node.namespace}",
             "--silent",
             mutating=True,
         )
+        deleted += 1
+    left = live_kustomizations(kube) & {(n.namespace, n.name) for n in doomed}
+    if left:
+        raise ExternalError(
+            "Kustomizations of the graph are still there after deleting them: "
+            + ", ".join(f"{ns}/{name}" for ns, name in sorted(left)),
+            hint="`inv flux.status`; a finalizer may be waiting on pruned objects",
+        )
+    note(
+        f"entry {entry.key} suspended; {deleted} of {len(doomed)} Kustomizations deleted "
+        "(reverse dependency order); none left"
+    )
 
 
 def verify_platform_state(sc: StepContext) -> None:
-    """Every Flux Kustomization of the tree exists and is Ready."""
+    """Every Flux Kustomization of the graph exists and is Ready."""
     from tasks.gitops.facts import ready_states
-    from tasks.gitops.tree import flux_kustomizations
 
-    settings, kube = _tools(sc)
-    wanted = flux_kustomizations(settings, kube)
+    _settings, kube, graph = _graph(sc)
     states = {
         (s.namespace, s.name): s
         for s in ready_states(
@@ -233,10 +307,10 @@ def verify_platform_state(sc: StepContext) -> None:
         )
     }
     problems = []
-    for k in wanted:
-        state = states.get((k.namespace, k.name))
+    for node in graph.order():
+        state = states.get((node.namespace, node.name))
         if state is None:
-            problems.append(f"{k.namespace}/{k.name}: not found in the cluster")
+            problems.append(f"{node.namespace}/{node.name}: not found in the cluster")
         elif not state.ready:
             problems.append(f"{state.ref}: not ready ({state.reason}: {state.message})")
     if problems:
@@ -244,7 +318,7 @@ def verify_platform_state(sc: StepContext) -> None:
             "platform not converged:\n  " + "\n  ".join(problems),
             hint="`inv flux.status` shows every object",
         )
-    sc.note(f"all {len(wanted)} Flux Kustomizations ready")
+    sc.note(f"all {len(graph.nodes)} Flux Kustomizations ready")
 
 
 def delete_crds(kube: Kube, suffixes: tuple[str, ...]) -> list[str]:
@@ -277,30 +351,27 @@ def manage_cert_manager_cleanup(sc: StepContext) -> None:
 
 
 def execute_teardown(sc: StepContext) -> None:
-    """The runtime-inputs secret and every namespace the tree declares."""
-    from tasks.gitops.tree import namespaces, render_stack
-
-    settings, kube = _tools(sc)
+    """The runtime-inputs secret (when the runner made it) and every namespace the graph declares."""
+    settings, kube, graph = _graph(sc)
     ns = settings["flux_namespace"]
-    kube.kubectl(
-        "delete",
-        "secret",
-        settings["runtime_inputs_secret"],
-        f"--namespace={ns}",
-        "--ignore-not-found",
-        mutating=True,
-    )
-    rendered, _ = render_stack(settings, kube)
-    doomed = [
-        n for n in namespaces(rendered) if n not in (ns, "default", "kube-system", "kube-public")
-    ]
+    removed = []
+    if runtime_inputs_wanted(sc, settings)[0]:
+        kube.kubectl(
+            "delete",
+            "secret",
+            settings["runtime_inputs_secret"],
+            f"--namespace={ns}",
+            "--ignore-not-found",
+            mutating=True,
+        )
+        removed.append(settings["runtime_inputs_secret"])
+    doomed = [n for n in graph.namespaces() if n not in (ns, *KEPT_NAMESPACES)]
     if doomed:
         kube.kubectl(
             "delete", "namespace", *doomed, "--ignore-not-found", "--timeout=5m", mutating=True
         )
-    sc.note(
-        f"removed {settings['runtime_inputs_secret']} and {len(doomed)} namespaces: {', '.join(doomed)}"
-    )
+    removed.append(f"{len(doomed)} namespaces: {', '.join(doomed)}")
+    sc.note("removed " + " and ".join(removed))
 
 
 def manage_cilium_lifecycle(sc: StepContext) -> None:
@@ -319,25 +390,34 @@ def manage_cilium_lifecycle(sc: StepContext) -> None:
 
 
 def verify_teardown_clean(sc: StepContext) -> None:
-    """No namespace of the tree, no Flux or cert-manager (or Cilium, when gated) CRD is left."""
+    """No namespace or Kustomization of the graph, no Flux or cert-manager (or Cilium, when
+    gated) CRD is left."""
     from tasks.gitops.facts import names
-    from tasks.gitops.tree import namespaces, render_stack
 
-    settings, kube = _tools(sc)
-    rendered, _ = render_stack(settings, kube)
-    ours = set(namespaces(rendered)) | {settings["flux_namespace"], "cert-manager"}
+    settings, kube, graph = _graph(sc)
+    ours = (set(graph.namespaces()) - set(KEPT_NAMESPACES)) | {
+        settings["flux_namespace"],
+        "cert-manager",
+    }
     left_ns = sorted(ours & set(names(kube.get_json("namespaces"))))
     suffixes = (FLUX_CRD_SUFFIX, *CERT_MANAGER_CRD_SUFFIXES) + (
         (CILIUM_CRD_SUFFIX,) if sc.run.settings.flag("FEAT_CILIUM") else ()
     )
-    left_crds = [
-        n for n in names(kube.get_json("customresourcedefinitions")) if n.endswith(suffixes)
-    ]
-    if left_ns or left_crds:
+    crds = names(kube.get_json("customresourcedefinitions"))
+    left_crds = [n for n in crds if n.endswith(suffixes)]
+    left_ks: list[str] = []
+    if any(c.startswith("kustomizations.kustomize.toolkit.fluxcd.io") for c in crds):
+        left_ks = sorted(
+            f"{ns}/{name}"
+            for ns, name in live_kustomizations(kube)
+            if f"{ns}/{name}" in graph.nodes
+        )
+    if left_ns or left_crds or left_ks:
         raise ExternalError(
             "teardown left resources behind:"
             + (f"\n  namespaces: {', '.join(left_ns)}" if left_ns else "")
-            + (f"\n  CRDs: {', '.join(left_crds)}" if left_crds else ""),
+            + (f"\n  CRDs: {', '.join(left_crds)}" if left_crds else "")
+            + (f"\n  Kustomizations: {', '.join(left_ks)}" if left_ks else ""),
             hint="namespaces may still be terminating: re-run `inv cluster.delete --only 98 --yes` in a minute",
         )
-    sc.note("teardown clean: no namespaces or CRDs of the stack left")
+    sc.note("teardown clean: no namespaces, Kustomizations or CRDs of the stack left")

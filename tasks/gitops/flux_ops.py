@@ -1,4 +1,4 @@
-"""Flux operations: reconcile what was pushed, diff one Kustomization, report what is ready."""
+"""Flux operations by the graph: reconcile what was pushed, diff one Kustomization, report status."""
 
 from __future__ import annotations
 
@@ -7,71 +7,108 @@ from typing import TYPE_CHECKING
 from tasks.runtime.errors import CommandFailed, ConfigError, ExternalError
 
 if TYPE_CHECKING:
+    from tasks.gitops.graph import Graph
+    from tasks.gitops.settings import GitOpsSettings
     from tasks.runtime.run import Run
 
 
-def reconcile_all(run: Run, *, force: bool) -> None:
-    """Plan (the stack in dependency order, read from the tree), then reconcile on the engine."""
+def source_command(kind: str, namespace: str, name: str) -> list[str]:
+    """`flux reconcile source KIND NAME`, by the source's real kind."""
+    from tasks.gitops.graph import SOURCE_KINDS
+
+    sub = SOURCE_KINDS.get(kind)
+    if sub is None:
+        raise ConfigError(
+            f"source {kind} {namespace}/{name}: the flux CLI cannot reconcile a {kind}"
+        )
+    return ["reconcile", "source", sub, name, f"--namespace={namespace}"]
+
+
+def reconcile_commands(graph: Graph) -> list[list[str]]:
+    """Each source the stack uses, by kind and name; then every Kustomization in dependency
+    order (each after the one applying it and after its dependsOn)."""
+    return [source_command(*s) for s in graph.sources()] + [
+        ["reconcile", "kustomization", n.name, f"--namespace={n.namespace}"] for n in graph.order()
+    ]
+
+
+def _graph(run: Run) -> tuple[GitOpsSettings, Graph]:
+    from tasks.gitops.graph import graph_for
+    from tasks.gitops.settings import GitOpsSettings, kube_for
+
+    settings = GitOpsSettings.load(run)
+    graph = graph_for(settings, kube_for(run))
+    graph.check()
+    return settings, graph
+
+
+def reconcile(run: Run, *, force: bool, kustomization: str | None, with_source: bool) -> None:
+    """Plan the flux commands from the graph, then run them on the engine."""
     import shlex
 
-    from tasks.adapters.kube import Kube
-    from tasks.gitops.cluster_steps import reconcile_commands
     from tasks.gitops.pushed import check_mode_files_pushed
-    from tasks.gitops.settings import GitOpsSettings
-    from tasks.gitops.tree import flux_kustomizations, stack_order
+    from tasks.gitops.settings import GitOpsSettings, kube_for
     from tasks.runtime.console import say
     from tasks.runtime.steps import Action, Plan
 
-    settings = GitOpsSettings.load(run)
-    check_mode_files_pushed(settings, force=force)
-    kube = Kube(run)
-    order = stack_order(settings, flux_kustomizations(settings, kube))
-    names = " -> ".join(k.name for k in order)
+    if with_source and not kustomization:
+        raise ConfigError(
+            "--with-source goes with one Kustomization: inv flux.reconcile KS --with-source"
+        )
+    check_mode_files_pushed(GitOpsSettings.load(run), force=force)
+    settings, graph = _graph(run)
+    kube = kube_for(run)
+    if kustomization:
+        node = graph.find(kustomization)
+        commands = [
+            ["reconcile", "kustomization", node.name, f"--namespace={node.namespace}"]
+            + (["--with-source"] if with_source else [])
+        ]
+        done = node.key
+    else:
+        commands = reconcile_commands(graph)
+        done = " -> ".join(n.name for n in graph.order())
 
     def flux(args: list[str]):
         return lambda sc: kube.flux(*args, mutating=True)
 
     actions = [
-        Action(" ".join(args[1:3]), shlex.join(["flux", *args]), flux(args))
-        for args in reconcile_commands(settings, order)
+        Action(
+            " ".join(args[1:4] if args[1] == "source" else args[1:3]),
+            shlex.join(["flux", *args]),
+            flux(args),
+        )
+        for args in commands
     ]
     run.execute(Plan(title="flux.reconcile", area="flux", actions=actions))
     if not run.dry_run:
-        say(f"reconciled: {names}")
+        say(f"reconciled: {done}")
 
 
-def diff_area(run: Run, area: str) -> None:
-    from tasks.adapters.kube import Kube
-    from tasks.gitops.settings import GitOpsSettings
-    from tasks.gitops.tree import flux_kustomizations
+def diff(run: Run, kustomization: str) -> None:
+    from tasks.gitops.settings import kube_for
     from tasks.runtime.console import say
 
-    settings = GitOpsSettings.load(run)
-    kube = Kube(run)
-    found = {k.name: k for k in flux_kustomizations(settings, kube)}
-    if area not in found:
-        raise ConfigError(
-            f"unknown area {area!r}; Flux Kustomizations of cluster {settings.cluster}: "
-            f"{', '.join(found)}"
-        )
-    k = found[area]
-    folder = settings.resolve_flux_path(k.path)
-    result = kube.flux(
+    settings, graph = _graph(run)
+    node = graph.find(kustomization)
+    if not node.local:
+        raise ConfigError(f"{node.label()}: {node.note}; flux diff needs it in this tree")
+    result = kube_for(run).flux(
         "diff",
         "kustomization",
-        k.name,
-        f"--namespace={k.namespace}",
-        f"--path={folder}",
+        node.name,
+        f"--namespace={node.namespace}",
+        f"--path={node.folder}",
         check=False,
     )
     # flux diff exits 1 when there are differences, and >1 when it failed.
     if result.exited > 1:
         raise CommandFailed(
-            f"flux diff kustomization {k.name}", result.exited, (result.stderr or "").strip()
+            f"flux diff kustomization {node.name}", result.exited, (result.stderr or "").strip()
         )
     say(result.stdout.rstrip())
     say(
-        f"{area}: "
+        f"{kustomization}: "
         + (
             "differences above (push and `inv flux.reconcile` to apply)"
             if result.exited == 1
@@ -81,11 +118,11 @@ def diff_area(run: Run, area: str) -> None:
 
 
 def show_status(run: Run) -> None:
-    from tasks.adapters.kube import Kube
     from tasks.gitops.facts import ready_states
+    from tasks.gitops.settings import kube_for
     from tasks.runtime.console import say, table
 
-    kube = Kube(run)
+    kube = kube_for(run)
     rows, not_ready = [], 0
     for resource in (
         "kustomizations.kustomize.toolkit.fluxcd.io",
@@ -101,3 +138,28 @@ def show_status(run: Run) -> None:
     table(["KIND", "NAME", "STATE", "REASON", "MESSAGE"], rows)
     if not_ready:
         raise ExternalError(f"{not_ready} Flux object(s) not ready")
+
+
+def kustomization_names() -> list[str]:
+    """Names for the error when `inv flux.diff` is given none: read off the tree's files (no
+    render), so the error stays instant."""
+    try:
+        from tasks.gitops.layout import is_flux_kustomization
+        from tasks.gitops.settings import _gitops_section
+        from tasks.runtime.project import Project
+
+        project = Project.current()
+        root = (project.root / str(_gitops_section(project).get("root") or ".")).resolve()
+        from tasks.gitops.layout import TreeIndex
+
+        index = TreeIndex(root)
+        names: set[str] = set()
+        for path in index.files():
+            if "kustomize.toolkit.fluxcd.io" not in index.text(path):
+                continue
+            for doc in index.docs(path):
+                if is_flux_kustomization(doc) and path.parent.name != "modes":
+                    names.add(str((doc.get("metadata") or {}).get("name")))
+        return sorted(names)
+    except Exception:  # the listing is a courtesy: never fail the error message over it
+        return []

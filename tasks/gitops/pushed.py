@@ -11,7 +11,11 @@ if TYPE_CHECKING:
 
 
 def mode_files(settings: GitOpsSettings):
-    return [settings.platform_settings_file, settings.tenants_file, settings.modes_dir]
+    """The files the mode targets edit, those the layout has (a tree may have none of them)."""
+    from pathlib import Path
+
+    found = (settings.layout.get(p) for p in ("platform_settings", "tenants", "modes"))
+    return [p for p in found if isinstance(p, Path)]
 
 
 def check_mode_files_pushed(settings: GitOpsSettings, *, force: bool) -> None:
@@ -27,6 +31,8 @@ def check_mode_files_pushed(settings: GitOpsSettings, *, force: bool) -> None:
         warn(problem + " (--force)")
         return
     files = mode_files(settings)
+    if not files:
+        return
     problems = []
     dirty = git.changed_paths(repo, files)
     if dirty:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.rehearsal import STANDINS, Act, Rehearsal
+from tasks.rehearsal import STANDINS, Act, Rehearsal, real_kubectl
 
 RUNTIME_INPUTS = {
     "OAUTH2_PROXY_CLIENT_ID": "rehearsal-client-id",
@@ -58,29 +58,45 @@ def stage(rehearsal: Rehearsal) -> Iterator[list[Act]]:
     rehearsal.env.update(
         {
             "PATH": f"{standins}:{rehearsal.env.get('PATH', '')}",
+            "REAL_KUBECTL": real_kubectl(rehearsal.env.get("PATH", "")),
             "KUBECONFIG": str(scratch / "kubeconfig"),
             "KUBE_STANDIN_LOG": str(scratch / "kube.log"),
             "KUBE_STANDIN_STATE": str(scratch / "cluster-state.json"),
             **RUNTIME_INPUTS,
         }
     )
+    rehearsal.stood_up.append(
+        f"a bare git remote ({remote}) the copy pushes to, as Flux's repository, and recording "
+        "kubectl/flux stand-ins (no cluster; `kubectl kustomize` is the real one)"
+    )
     cluster = configured_cluster(Project(repo))
     yield [
         Act(
-            "validate the GitOps tree offline (kubectl kustomize + kubernetes-validate)",
+            "the discovered GitOps layout and its Kustomization graph", ("gitops.layout", "--graph")
+        ),
+        Act(
+            "validate the GitOps tree offline (the whole graph, kubectl kustomize, strict schemas)",
             ("k8s.validate",),
         ),
-        Act("render templates/: init, then configure (already as wanted)", ("init",)),
-        Act("render templates/ (a second run changes nothing)", ("configure",)),
+        Act("create the operator config from its sample", ("init",)),
+        Act("render templates/ from it: the committed files are already as wanted", ("configure",)),
         Act("platform certs to prod: the diff only", ("platform.certs", "--prod", "--dry-run")),
         Act("platform certs to prod: a one-line local edit", ("platform.certs", "--prod")),
         Act("app mode staging-le-prod (local edit)", ("app.mode", "staging-le-prod")),
         Act("list the app modes", ("app.mode",)),
-        Act("reconcile refuses: the mode edits are not pushed", ("flux.reconcile",), expect_exit=3),
+        Act(
+            "reconcile: refused while the mode edits are not pushed",
+            ("flux.reconcile",),
+            expect_exit=3,
+        ),
         Act("plan the cluster apply", ("cluster.apply", "--dry-run")),
         Act("cluster apply (stand-in cluster)", ("cluster.apply",)),
         Act("Flux status", ("flux.status",)),
         Act("Flux diff of platform-services", ("flux.diff", "platform-services")),
+        Act(
+            "reconcile one Kustomization with its source",
+            ("flux.reconcile", "issuers", "--with-source", "--force"),
+        ),
         Act("plan the cluster delete", ("cluster.delete", "--dry-run")),
         Act("GitOps bootstrap from the local remote", ("gitops.bootstrap", "--cluster", cluster)),
     ]

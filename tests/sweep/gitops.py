@@ -27,6 +27,17 @@ CASES = {
         ["app.mode", "staging-le-prod"],
     ],
     "k8s.validate": [["k8s.validate"]],
+    "gitops.layout": [["gitops.layout"], ["gitops.layout", "--json", "--graph"]],
+    # A Secret whose plaintext holds the Doppler sentinel: encrypted, then edited (the editor
+    # writes the shell sentinel); neither may show up in output or under .work/.
+    "secrets.encrypt": [
+        ["secrets.encrypt", "layers/gitops/sweep-secret.sops.yaml", "--dry-run"],
+        ["secrets.encrypt", "layers/gitops/sweep-secret.sops.yaml"],
+    ],
+    "secrets.edit": [
+        ["secrets.edit", "layers/gitops/sweep-secret.sops.yaml", "--dry-run"],
+        ["secrets.edit", "layers/gitops/sweep-secret.sops.yaml"],
+    ],
     "cluster.apply": [
         ["cluster.apply", "--dry-run"],
         ["cluster.apply"],
@@ -56,6 +67,41 @@ CASES = {
         ["gitops.bootstrap", "--cluster", "home", "--profile", "{profile}"],
     ],
 }
+
+
+EDITOR = """#!/bin/sh
+sed -i "s/$SWEEP_FROM/$SWEEP_TO/" "$1"
+"""
+
+
+def _sops_fixture(repo: Path, scratch: Path, sentinels: dict[str, str]) -> dict[str, str]:
+    """An age key, the tree's .sops.yaml and a plaintext Secret holding a sentinel."""
+    key = scratch / "age.key"
+    made = subprocess.run(["age-keygen", "-o", str(key)], capture_output=True, check=False)
+    if made.returncode != 0:
+        return {}  # no age here: the secrets cases then fail cleanly (still no leak allowed)
+    recipient = next(
+        ln.split(":", 1)[1].strip()
+        for ln in key.read_text().splitlines()
+        if ln.startswith("# public key:")
+    )
+    tree = repo / "layers/gitops"
+    (tree / ".sops.yaml").write_text(
+        f"creation_rules:\n  - path_regex: sweep-secret\\.sops\\.yaml\n    age: {recipient}\n"
+    )
+    (tree / "sweep-secret.sops.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: sweep\nstringData:\n"
+        f"  TOKEN: {sentinels['doppler']}\n"
+    )
+    editor = scratch / "editor.sh"
+    editor.write_text(EDITOR)
+    editor.chmod(0o755)
+    return {
+        "SOPS_AGE_KEY_FILE": str(key),
+        "EDITOR": str(editor),
+        "SWEEP_FROM": sentinels["doppler"],
+        "SWEEP_TO": sentinels["shell"],
+    }
 
 
 @contextlib.contextmanager
@@ -95,7 +141,9 @@ def prepare(repo: Path, sentinels: dict[str, str]) -> Iterator[dict[str, str]]:
             subprocess.run(argv, check=True, capture_output=True)
         point_cluster_at(repo, remote)
         (scratch / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+        sops_env = _sops_fixture(repo, scratch, sentinels)
         yield {
+            **sops_env,
             "KUBECONFIG": str(scratch / "kubeconfig"),
             "KUBE_STANDIN_LOG": str(scratch / "kube.log"),
             "KUBE_STANDIN_STATE": str(scratch / "kube-state.json"),
