@@ -1,5 +1,9 @@
 """`inv l1.list` over 20 templates: cold (no parse cache) and warm (parsed HCL cached by content
-hash under .work/), as ratios against bare Invoke's start-up (`inv --list` on a one-task tasks.py)."""
+hash under .work/), as ratios against bare Invoke's start-up (`inv --list` on a one-task tasks.py).
+
+The 20 templates are builds as Packer sees them: copies of the two samples in folders of their own,
+and two folders of three nested builds each that link their variables and base source from a
+shared `common/` folder (the layout of published Proxmox template repositories)."""
 
 from __future__ import annotations
 
@@ -30,11 +34,83 @@ COLD_ROUNDS = 7
 TARGET = 1.3
 
 
+NESTED_FOLDERS = 2
+COMMON = {
+    "variables.pkr.hcl": """
+variable "proxmox_url" {
+  type = string
+}
+
+variable "proxmox_token_id" {
+  type = string
+}
+
+variable "proxmox_token" {
+  type      = string
+  sensitive = true
+}
+
+variable "proxmox_node" {
+  type = string
+}
+
+variable "vm_storage" {
+  type    = string
+  default = "local-lvm"
+}
+""",
+    "source.pkr.hcl": """
+source "proxmox-iso" "base" {
+  proxmox_url             = var.proxmox_url
+  username                = var.proxmox_token_id
+  token                   = var.proxmox_token
+  node                    = var.proxmox_node
+  iso_storage_pool        = "local"
+  http_directory          = "${path.root}/../common/http"
+  cloud_init              = true
+  cloud_init_storage_pool = var.vm_storage
+  ssh_username            = "packer"
+}
+""",
+    "http/preseed.cfg": "d-i passwd/username string packer\n",
+    "scripts/update.sh": "#!/bin/sh\napt-get update\n",
+}
+NESTED = """
+build {
+  name = "distros"
+%s
+  provisioner "shell" {
+    scripts = ["${path.root}/../common/scripts/update.sh"]
+  }
+}
+"""
+NESTED_SOURCE = """
+  source "proxmox-iso.base" {
+    name         = "%(name)s"
+    vm_name      = "%(name)s"
+    iso_url      = "https://mirror.invalid/%(name)s.iso"
+    iso_checksum = "sha256:%(sha)s"
+  }
+"""
+
+
 def _repo(tmp: Path) -> Path:
     repo = copy_repo(tmp / "repo")
     templates = repo / "layers" / "l1" / "templates"
     samples = sorted(p for p in templates.iterdir() if p.is_dir())
-    for i in range(TEMPLATES - len(samples)):
+    for rel, text in COMMON.items():
+        (templates / "common" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (templates / "common" / rel).write_text(text)
+    for n in range(NESTED_FOLDERS):
+        folder = templates / f"distros-{n}"
+        folder.mkdir()
+        for name in ("variables.pkr.hcl", "source.pkr.hcl"):
+            os.symlink(f"../common/{name}", folder / name)
+        sources = "".join(
+            NESTED_SOURCE % {"name": f"distro{n}{k}", "sha": f"{n}{k}" * 32} for k in range(3)
+        )
+        (folder / "build.pkr.hcl").write_text(NESTED % sources)
+    for i in range(TEMPLATES - len(samples) - 3 * NESTED_FOLDERS):
         shutil.copytree(
             samples[i % len(samples)], templates / f"{samples[i % len(samples)].name}-{i:02d}"
         )
@@ -91,10 +167,12 @@ def main() -> int:
         f"Target: warm `l1.list` at most {TARGET}x bare invoke start-up; measured {ratio:.2f}x "
         f"({'met' if ratio <= TARGET else 'MISSED'}), the median of the per-round ratios of "
         f"{ROUNDS} rounds, each running bare Invoke, `--list` and `l1.list` in turn (the table "
-        "shows medians of each column). Cold runs are measured apart, "
+        "shows medians of each column). The 20 templates include two folders of three nested "
+        "builds sharing a linked `common/` folder. Cold runs are measured apart, "
         f"{COLD_ROUNDS} rounds against bare Invoke, and scaled to the same baseline. The warm "
         "path lists each template folder once, loads each HCL file's cached document and path "
-        "words, and hashes the inputs: it imports neither python-hcl2 nor PyYAML.",
+        "words and compiled expressions, evaluates the ones that can name a file, and hashes the "
+        "inputs: it imports neither python-hcl2 nor PyYAML.",
         f"Load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
     ]
     text = "\n".join(lines)

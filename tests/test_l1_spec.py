@@ -1,4 +1,7 @@
-"""L1 specs: Packer HCL discovery and parsing, variables, ISO references, inputs and fingerprints."""
+"""L1 specs: Packer HCL discovery and parsing, variables, ISO references, inputs and fingerprints.
+
+(The shapes of published templates, nested builds, linked common/ folders, evaluated inputs and the
+real Packer are in tests/test_l1_corpus.py and tests/test_l1_packer.py.)"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from tasks.l1 import spec as specs
 from tasks.l1.actions import input_staleness, plan_isos
 from tasks.l1.artifacts import update_stable_wanted
 from tasks.l1.fingerprint import compute
+from tasks.l1.inputs import analyse, normalise_checksum, parse_checksum
 from tasks.runtime.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,9 +111,25 @@ def _write_template(root: Path, name: str = "noble") -> Path:
     return folder
 
 
+def _one(folder: Path, cache: Path | None = None) -> specs.TemplateSpec:
+    [build] = specs.load_folder(folder, cache).builds
+    return build
+
+
+def _analysis(t: specs.TemplateSpec, supplied: dict[str, str] | None = None, *, isos=False):
+    pv = specs.PackerVariables({})
+    pv.from_env = dict(supplied or {})
+    checkout = specs.checkout_root(t.folder)
+    return analyse(t, pv, str(t.folder), "folder", str(checkout), None, {}, isos=isos)
+
+
+def _references(t: specs.TemplateSpec) -> list[Path]:
+    return [Path(p) for p in _analysis(t).references]
+
+
 def test_parses_a_real_world_proxmox_iso_template(tmp_path: Path) -> None:
     folder = _write_template(tmp_path)
-    t = specs.load_template(folder, None)
+    t = _one(folder)
     assert t.name == "noble"
     assert t.source_label == "proxmox-iso.noble"
     assert set(t.plugins) == {"proxmox"}
@@ -117,7 +137,7 @@ def test_parses_a_real_world_proxmox_iso_template(tmp_path: Path) -> None:
     assert t.variables["api_token"].sensitive and not t.variables["proxmox_node"].has_default
     assert t.variables["iso_storage"].default == "isos"
     assert t.locals["iso"] == "ubuntu-${var.ubuntu}-live-server-amd64.iso"
-    rels = sorted(str(p.relative_to(folder)) for p in t.references)
+    rels = sorted(str(p.relative_to(folder)) for p in _references(t))
     # scripts via ${path.root} and plainly, http_directory, an env-var word, the seed ISO;
     # a README nothing mentions and a missing file are not inputs.
     assert rels == ["files/app.cfg", "http", "scripts/a.sh", "scripts/b.sh", "seed/cidata.iso"]
@@ -138,8 +158,8 @@ def test_references_follow_links_but_stay_inside_the_checkout(tmp_path: Path) ->
     (folder / "scripts").symlink_to(shared / "scripts")
     (folder / "files" / "app.cfg").unlink()
     (folder / "files" / "app.cfg").symlink_to(outside)
-    t = specs.load_template(folder, None)
-    assert sorted(map(str, t.references)) == sorted(
+    t = _one(folder)
+    assert sorted(map(str, _references(t))) == sorted(
         [
             str(folder / "http"),
             str(folder / "seed" / "cidata.iso"),
@@ -149,8 +169,8 @@ def test_references_follow_links_but_stay_inside_the_checkout(tmp_path: Path) ->
 
 
 def test_iso_references_resolve_variables_and_locals(tmp_path: Path) -> None:
-    t = specs.load_template(_write_template(tmp_path), None)
-    boot, seed = specs.iso_refs(t, {"iso_storage": "nas"})
+    t = _one(_write_template(tmp_path))
+    boot, seed = _analysis(t, {"iso_storage": "nas"}, isos=True).isos
     assert boot.volid("local") == "nas:iso/ubuntu-24.04.1-live-server-amd64.iso"
     assert boot.url == "https://releases.ubuntu.com/24.04.1/ubuntu-24.04.1-live-server-amd64.iso"
     assert (
@@ -162,7 +182,7 @@ def test_iso_references_resolve_variables_and_locals(tmp_path: Path) -> None:
 
 def test_the_bundled_samples_parse() -> None:
     settings = specs.load_settings(REPO / "layers" / "l1", None)
-    found = {t.name: t for t in specs.discover(settings, None)}
+    found = {t.name: t for t in specs.discover(settings, None).templates}
     assert set(found) == {"debian12-base", "debian12-k3s"}
     assert found["debian12-base"].builders == {"proxmox-iso"}
     assert found["debian12-k3s"].builders == {"proxmox-clone"}
@@ -171,7 +191,7 @@ def test_the_bundled_samples_parse() -> None:
 
 
 def test_packer_variables_fill_declared_ones_and_name_what_is_missing(tmp_path: Path) -> None:
-    t = specs.load_template(_write_template(tmp_path), None)
+    t = _one(_write_template(tmp_path))
     settings = specs.L1Settings(
         tmp_path, tmp_path, tmp_path,
         connection={"api_token": "${PM_TOKEN_SECRET}", "not_declared": "${PVE_NODE}"},
@@ -183,16 +203,47 @@ def test_packer_variables_fill_declared_ones_and_name_what_is_missing(tmp_path: 
     assert pv.values == {"api_token": "tok-1234", "proxmox_node": "pve7"}
     assert pv.placement == {"proxmox_node": "pve7"}  # secrets never reach the fingerprint
     assert pv.secret_names == {"api_token"} and pv.missing == {}
+    assert pv.sources["api_token"] == "PM_TOKEN_SECRET" and pv.sources["iso_storage"] == "default"
     pv = specs.packer_variables(t, settings, SimpleNamespace(merged={}, is_secret=lambda n: False))
     assert pv.missing == {"api_token": ["PM_TOKEN_SECRET"], "proxmox_node": ["PVE_NODE"]}
+    # The operator's own PKR_VAR_* wins over the mapping and counts as a value.
+    env = {"PKR_VAR_api_token": "mine-5678", "PVE_NODE": "pve7"}
+    pv = specs.packer_variables(t, settings, SimpleNamespace(merged=env, is_secret=lambda n: False))
+    assert pv.missing == {} and "api_token" not in pv.values
+    assert (
+        pv.supplied()["api_token"] == "mine-5678" and pv.sources["api_token"] == "PKR_VAR_api_token"
+    )
 
 
-def test_api_url_defaults_the_port() -> None:
+def test_per_template_mapping_overrides_the_layer_mapping(tmp_path: Path) -> None:
+    t = _one(_write_template(tmp_path))
+    settings = specs.L1Settings(
+        tmp_path, tmp_path, tmp_path,
+        connection={"api_token": "${PM_TOKEN_SECRET}"},
+        placement={"proxmox_node": "${PVE_NODE}"},
+        overrides={"noble": {"connection": {"api_token": "${OTHER_TOKEN}"},
+                             "variables": {"proxmox_node": None}, "workdir": "repo"}},
+    )  # fmt: skip
+    env = {"PM_TOKEN_SECRET": "tok-1234", "OTHER_TOKEN": "tok-9999", "PVE_NODE": "pve7"}
+    pv = specs.packer_variables(t, settings, SimpleNamespace(merged=env, is_secret=lambda n: False))
+    assert pv.values == {"api_token": "tok-9999"}
+    assert pv.missing == {"proxmox_node": []}  # unmapped here, and it has no default
+    assert settings.for_template(t)[2] == "repo"
+
+
+def test_api_url_uses_the_proxmox_adapters_parser() -> None:
     assert specs.api_url({"PVE_ACCESS_HOST": "pve.lan"}) == "https://pve.lan:8006/api2/json"
     assert (
         specs.api_url({"PVE_ACCESS_HOST": "https://pve.lan:443/"})
         == "https://pve.lan:443/api2/json"
     )
+    assert (
+        specs.api_url({"PVE_ACCESS_HOST": "[fd00::1]:8007"}) == "https://[fd00::1]:8007/api2/json"
+    )
+    # What the adapter refuses, Packer is never handed either (no silent http -> https upgrade).
+    for bad in ("http://pve.lan:8006", "https://pve.lan:8006/api2/json"):
+        with pytest.raises(ConfigError, match="PVE_ACCESS_HOST"):
+            specs.api_url({"PVE_ACCESS_HOST": bad})
 
 
 @pytest.mark.parametrize(
@@ -205,48 +256,64 @@ def test_api_url_defaults_the_port() -> None:
     ],
 )
 def test_checksum_forms(raw: str, expected: str | None) -> None:
-    assert specs.normalise_checksum(raw, "t") == expected
+    assert normalise_checksum(raw, "t") == expected
 
 
-@pytest.mark.parametrize("raw", ["file:https://x/SHA256SUMS", "sha256:abc", "sha256:zz" + "0" * 62])
+def test_file_checksums_name_their_checksum_file() -> None:
+    assert parse_checksum("file:https://x/SHA256SUMS", "t") == (None, "https://x/SHA256SUMS")
+    assert parse_checksum("file:./SHA256SUMS", "t", "/tpl") == (None, "/tpl/SHA256SUMS")
+    assert parse_checksum("none", "t") == (None, None)
+
+
+@pytest.mark.parametrize("raw", ["sha256:abc", "sha256:zz" + "0" * 62, "md5:" + "0" * 64])
 def test_bad_checksums_are_config_errors(raw: str) -> None:
     with pytest.raises(ConfigError):
-        specs.normalise_checksum(raw, "t")
+        normalise_checksum(raw, "t")
 
 
 def test_fingerprint_follows_inputs_only(tmp_path: Path) -> None:
     folder = _write_template(tmp_path)
-    t = specs.load_template(folder, None)
-    first = compute(t, {"proxmox_node": "pve1"}, tmp_path)
+
+    def fingerprint(node: str = "pve1"):
+        t = _one(folder)
+        return compute(t, _analysis(t), {"proxmox_node": node}, tmp_path)
+
+    first = fingerprint()
     (folder / "README.md").write_text("edited, still not an input\n")
     (folder / "out").mkdir(exist_ok=True)
     (folder / "out" / "manifest.json").write_text("{}")
-    assert compute(specs.load_template(folder, None), {"proxmox_node": "pve1"}, tmp_path) == first
+    assert fingerprint() == first
     (folder / "http" / "user-data").write_text("#cloud-config\npackages: [curl]\n")
-    second = compute(specs.load_template(folder, None), {"proxmox_node": "pve1"}, tmp_path)
+    second = fingerprint()
     assert second.value != first.value
     stable = {"fingerprint": first.value, "inputs": first.inputs}
     assert input_staleness(second, stable) == [
         "inputs changed: changed layers/l1/templates/noble/http/user-data"
     ]
-    moved = compute(specs.load_template(folder, None), {"proxmox_node": "pve2"}, tmp_path)
+    moved = fingerprint("pve2")
     assert "changed var:proxmox_node" in input_staleness(moved, {**stable, "fingerprint": "x"})[0]
 
 
 def test_parse_cache_is_keyed_by_content(tmp_path: Path) -> None:
     folder = _write_template(tmp_path)
     cache = tmp_path / "cache"
-    cold = specs.load_template(folder, cache)
+    cold = _one(folder, cache)
     entries = list(cache.rglob("*.json"))
-    assert len(entries) == 1
-    assert specs.load_template(folder, cache).variables == cold.variables  # from the cache
+    assert len(entries) == 2  # what a warm list reads, and the lines and expressions apart
+    assert _one(folder, cache).variables == cold.variables  # from the cache
     hcl = folder / "noble.pkr.hcl"
     hcl.write_text(hcl.read_text().replace('default = "isos"', 'default = "nas"'))
-    assert specs.load_template(folder, cache).variables["iso_storage"].default == "nas"
-    assert len(list(cache.rglob("*.json"))) == 2
-    entries[0].write_text("{not json")  # a damaged entry is ignored and rewritten
+    assert _one(folder, cache).variables["iso_storage"].default == "nas"
+    assert len(list(cache.rglob("*.json"))) == 4
+    for entry in entries:
+        entry.write_text("{not json")  # a damaged entry is ignored and rewritten
     hcl.write_text(ISO_TEMPLATE)
-    assert specs.load_template(folder, cache).variables["iso_storage"].default == "isos"
+    again = _one(folder, cache)
+    assert again.variables["iso_storage"].default == "isos"
+    assert (
+        again.folder_spec.files[0].where("variable", 1)
+        == "layers/l1/templates/noble/noble.pkr.hcl:12"
+    )
 
 
 def test_update_stable_semantics() -> None:
@@ -257,8 +324,8 @@ def test_update_stable_semantics() -> None:
 
 
 def test_iso_plan_skips_matching_and_refuses_a_changed_checksum(tmp_path: Path) -> None:
-    t = specs.load_template(_write_template(tmp_path), None)
-    boot, seed = specs.iso_refs(t, {})
+    t = _one(_write_template(tmp_path))
+    boot, seed = _analysis(t, isos=True).isos
     volid = boot.volid("local")
     present = {"isos": {volid: {"volid": volid, "size": 10}}}
     ledger = {volid: {"checksum": boot.checksum}}
@@ -279,13 +346,18 @@ def _env() -> dict[str, str]:
     return base_env(PVE_NODE="pve1", PVE_STORAGE_VM="local-lvm")
 
 
-def test_list_names_the_file_of_a_parse_error(sample_repo: Path) -> None:
+def test_list_names_the_file_of_a_parse_error_and_lists_the_rest(sample_repo: Path) -> None:
     bad = sample_repo / "layers" / "l1" / "templates" / "debian12-k3s" / "broken.pkr.hcl"
     bad.write_text('source "null" "x" {\n  communicator = \n}\n')
     result = run_inv(sample_repo, "l1.list", env=_env())
     assert result.returncode == 2, result
-    assert "layers/l1/templates/debian12-k3s/broken.pkr.hcl:2" in result.stderr
-    assert "invalid HCL" in result.stderr and "Traceback" not in result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("debian12-k3s"))
+    assert "error:" in row  # the row of the broken template (long cells wrap)
+    text = " ".join(result.stdout.split())
+    assert "error: layers/l1/templates/debian12-k3s/broken.pkr.hcl:2:18: invalid HCL" in text
+    assert "Traceback" not in result.output
+    assert "debian12-base" in result.stdout and "no stable artifact" in result.stdout
+    assert "1 of 2 template folder(s) could not be read: debian12-k3s" in result.stderr
 
 
 def test_list_refuses_a_loose_template_file(sample_repo: Path) -> None:
@@ -323,3 +395,60 @@ def test_artifacts_written_in_the_same_second_keep_their_order(tmp_path: Path) -
     first, second, third = (store.write({**base, "vmid": n}, now=1_800_000_000) for n in (1, 2, 3))
     assert [a.file for a in store.artifacts()] == [first.file, second.file, third.file]
     assert store.find(None).data["vmid"] == 3
+
+
+@pytest.mark.parametrize(
+    ("constraint", "have", "failed"),
+    [
+        (">= 1.7.0", (1, 6, 6), ">= 1.7.0"),
+        (">= 1.7.0, < 2.0.0", (1, 9, 4), None),
+        ("~> 1.9", (1, 10, 0), None),
+        ("~> 1.9", (2, 0, 0), "~> 1.9"),
+        ("~> 1.9.2", (1, 10, 0), "~> 1.9.2"),
+        ("= 1.6.6", (1, 6, 6), None),
+        ("!= 1.6.6", (1, 6, 6), "!= 1.6.6"),
+        ("1.8", (1, 8, 0), None),
+    ],
+)
+def test_required_version_constraints(constraint: str, have: tuple, failed: str | None) -> None:
+    from tasks.adapters.packer import unmet
+
+    assert unmet(constraint, have) == failed
+
+
+def test_too_old_packer_is_one_error_naming_file_and_line(tmp_path: Path) -> None:
+    from tasks.adapters.packer import PackerVersion
+    from tasks.l1.tools import packer_problems, require_packer
+
+    t = _one(_write_template(tmp_path))
+    t.folder_spec.required_version.append((">= 1.9.0", "noble.pkr.hcl:3"))
+    problems = packer_problems(t, PackerVersion("1.6.6"))
+    assert problems == [
+        "noble.pkr.hcl:3: required_version = '>= 1.9.0' (Packer 1.6.6 fails '>= 1.9.0')",
+        "required_plugins (proxmox) needs Packer 1.7 or later for `packer init`; this machine has 1.6.6",
+    ]
+    assert packer_problems(t, PackerVersion("1.11.2")) == []
+    with pytest.raises(ConfigError, match="the installed Packer 1.6.6 is too old"):
+        require_packer(t, PackerVersion("1.6.6"))
+
+
+def test_machine_readable_output_is_shown_as_text_and_its_artifacts_kept() -> None:
+    from tasks.adapters.packer import MachineOutput
+
+    out = MachineOutput()
+    lines = [
+        "1700000000,,ui,say,==> proxmox-clone.k3s: Converting VM to template%!(PACKER_COMMA) now",
+        "1700000000,,ui,error,Build 'x' errored\\nsecond line",
+        "1700000001,proxmox-clone.k3s,artifact-count,1",
+        "1700000001,proxmox-clone.k3s,artifact,0,builder-id,proxmox.clone",
+        "1700000001,proxmox-clone.k3s,artifact,0,id,pve1:101",
+        "1700000001,proxmox-clone.k3s,artifact,0,string,A template was created: 101",
+        "1700000001,proxmox-clone.k3s,artifact,0,end",
+        "1700000001,null.test,artifact,0,id,Null",
+    ]
+    shown = [out.feed(line + "\n") for line in lines]
+    assert shown[0] == ("==> proxmox-clone.k3s: Converting VM to template, now\n", False)
+    assert shown[1] == ("Build 'x' errored\nsecond line\n", True)
+    assert shown[2:] == [None] * 6
+    assert out.vmid("proxmox-clone.k3s") == 101 and out.vmid("null.test") is None
+    assert out.artifacts["proxmox-clone.k3s"][0]["builder-id"] == "proxmox.clone"

@@ -3,8 +3,12 @@
 Variables reach Packer through the environment (`PKR_VAR_name`), never argv, so a token or
 password is neither on a command line nor in `ps`. Output is streamed line by line with every
 known secret masked, and the same masked lines go to a log file the operator can open after a
-failure. The VMID of a build is read back from the `manifest` post-processor's file, matched on
-the run uuid Packer wrote there for this run.
+failure.
+
+`packer build` runs with `-machine-readable`: the runner prints Packer's `ui` lines as Packer
+would and reads each build's artifact (`TIMESTAMP,BUILD,artifact,0,id,VALUE`) from the same
+stream, so a template needs no `manifest` post-processor for its VMID to be known. When a
+template has one, its file is still read (matched on the run's uuid) for `custom_data`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +75,94 @@ def version(effects: Effects) -> PackerVersion:
     return PackerVersion(found.group(0) if found else text.splitlines()[0])
 
 
+# ------------------------------------------------------------------ version constraints
+
+
+def _parse_version(text: str) -> tuple[int, ...] | None:
+    found = re.fullmatch(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-+].*)?", text.strip())
+    if not found:
+        return None
+    return tuple(int(p) for p in found.groups() if p is not None)
+
+
+def unmet(constraint: str, have: tuple[int, int, int]) -> str | None:
+    """The part of a `required_version` constraint (`>= 1.7.0, < 2.0`, `~> 1.9`) that `have`
+    fails, None when it is met; ValueError when the constraint cannot be read."""
+    for part in (p.strip() for p in constraint.split(",")):
+        if not part:
+            continue
+        found = re.fullmatch(r"(~>|>=|<=|!=|=|>|<)?\s*(\S+)", part)
+        wanted = _parse_version(found.group(2)) if found else None
+        if found is None or wanted is None:
+            raise ValueError(f"cannot read the version constraint {part!r}")
+        op = found.group(1) or "="
+        full = tuple(list(wanted) + [0] * (3 - len(wanted)))
+        if op == "~>":
+            upper = list(wanted[:-1]) if len(wanted) > 1 else list(wanted)
+            upper[-1] += 1
+            ok = have >= full and have < tuple(upper + [0] * (3 - len(upper)))
+        else:
+            ok = {
+                "=": have == full,
+                "!=": have != full,
+                ">": have > full,
+                ">=": have >= full,
+                "<": have < full,
+                "<=": have <= full,
+            }[op]
+        if not ok:
+            return part
+    return None
+
+
+# ------------------------------------------------------------------ running it
+
+
+@dataclass
+class MachineOutput:
+    """What `-machine-readable` said: each build's artifacts and errors."""
+
+    artifacts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def feed(self, line: str) -> tuple[str, bool] | None:
+        """Record one machine-readable line; the text to show the operator and whether it is an
+        error (None: nothing to show)."""
+        fields = line.rstrip("\n").split(",")
+        if len(fields) < 3 or not fields[0].isdigit():
+            return (line, False) if line.strip() else None
+        target, kind, data = fields[1], fields[2], [_unescape(f) for f in fields[3:]]
+        if kind == "ui" and len(data) >= 2:
+            text = ",".join(data[1:])
+            return (text if text.endswith("\n") else text + "\n", data[0] == "error")
+        if kind == "artifact" and len(data) >= 2 and data[0].isdigit():
+            items = self.artifacts.setdefault(target, [])
+            index = int(data[0])
+            while len(items) <= index:
+                items.append({"files": []})
+            key, value = data[1], ",".join(data[2:])
+            if key == "file" and len(data) >= 4:
+                items[index]["files"].append(",".join(data[3:]))
+            elif key != "end":
+                items[index][key] = value
+            return None
+        if kind == "error" and data:
+            self.errors.setdefault(target, []).append(",".join(data))
+        return None
+
+    def vmid(self, build: str) -> int | None:
+        """The Proxmox VMID build `build` reported (its artifact id: `<vmid>` or `<node>:<vmid>`)."""
+        for artifact in self.artifacts.get(build, []):
+            text = str(artifact.get("id") or "").strip().rsplit(":", 1)[-1]
+            if text.isdigit():
+                return int(text)
+        return None
+
+
+def _unescape(text: str) -> str:
+    return text.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "\r")
+
+
 def run(
     effects: Effects,
     args: list[str],
@@ -79,9 +171,11 @@ def run(
     log_path: Path,
     *,
     quiet: bool = False,
+    machine: MachineOutput | None = None,
 ) -> CommandResult:
     """Run `packer ARGS` in `folder`, streaming masked output to the terminal and to `log_path`.
 
+    With `machine`, `-machine-readable` output is read into it and shown as plain text.
     Never raises on a non-zero exit (the caller words the failure).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,16 +183,24 @@ def run(
         log.write(mask(f"$ packer {' '.join(args)}") + "\n")
         log.flush()
 
-        def out(line: str) -> None:
-            log.write(line)
+        def show(text: str, stream) -> None:
+            log.write(text)
             if not quiet:
-                sys.stdout.write(line)
-                sys.stdout.flush()
+                stream.write(text)
+                stream.flush()
+
+        def out(line: str) -> None:
+            if machine is None:
+                show(line, sys.stdout)
+                return
+            if ",artifact," in line:
+                log.write(line)
+            shown = machine.feed(line)
+            if shown is not None:
+                show(mask(shown[0]), sys.stderr if shown[1] else sys.stdout)
 
         def err(line: str) -> None:
-            log.write(line)
-            if not quiet:
-                sys.stderr.write(line)
+            show(line, sys.stderr)
 
         return effects.command(
             ["packer", *args],
@@ -148,7 +250,7 @@ def builds_of_run(manifest: dict[str, Any], run_uuid: str) -> list[dict[str, Any
 
 
 def vmid_of(build: dict[str, Any]) -> int | None:
-    """The Proxmox VMID a build produced: proxmox builders report it as the artifact id;
+    """The Proxmox VMID a manifest build names: proxmox builders report it as the artifact id;
     other builders (a `null` builder preparing a VM over SSH) put it in custom_data.vmid."""
     candidates = [build.get("artifact_id"), (build.get("custom_data") or {}).get("vmid")]
     for raw in candidates:

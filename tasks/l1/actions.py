@@ -13,7 +13,7 @@ from tasks.runtime.records import Record
 
 if TYPE_CHECKING:
     from tasks.l1.facts import VmFact
-    from tasks.l1.spec import IsoRef
+    from tasks.l1.inputs import IsoRef
 
 
 class BuildDecision(Record):
@@ -81,7 +81,9 @@ class IsoAction(Record):
     def __init__(self, ref: IsoRef, volid: str, action: str, detail: str = "") -> None:
         self.ref = ref
         self.volid = volid
-        self.action = action  # "present", "download", "upload", "missing" (no source), "conflict"
+        # "present", "download", "upload", "missing" (no source), "conflict", "unchecked" (a dry
+        # run that could not reach Proxmox)
+        self.action = action
         self.detail = detail
 
     @property

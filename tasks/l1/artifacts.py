@@ -1,8 +1,13 @@
 """Artifact manifests and the stable pointer, per template: `ARTIFACTS/<template>/`.
 
-Each build writes `<template>-<UTC stamp>.json`; `stable.json` is a copy of the promoted one plus
-the name of the file it was promoted from. L2 clones from `stable.json`'s `vmid` on `node`; it is
-only ever replaced whole (atomic rename), so a reader sees the old pointer or the new one.
+Each build writes `<name>-<UTC stamp>.json` (a build of a folder of several lives under
+`ARTIFACTS/FOLDER/BUILD/` as `BUILD-<stamp>.json`); `stable.json` is a copy of the promoted one
+plus the name of the file it was promoted from. L2 clones from `stable.json`'s `vmid` on `node`; it
+is only ever replaced whole (atomic rename), so a reader sees the old pointer or the new one.
+
+A `stable.json` written by hand or imported from elsewhere may lack the `artifact` key: it is
+still the stable pointer (`stable_view` says which artifact it matches, by VMID and node, or that
+it matches none), and `l1.list` and `l1.history` read it the same way.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class ArtifactStore:
     def __init__(self, artifacts_dir: Path, template: str, effects: Effects | None = None):
         self.template = template
         self.folder = artifacts_dir / template
+        self.prefix = template.rsplit("/", 1)[-1]  # FOLDER/BUILD writes BUILD-<stamp>.json
         self.effects = effects  # writes go through the seam (the folder is outside .work/)
 
     @property
@@ -82,14 +88,14 @@ class ArtifactStore:
         if not self.folder.is_dir():
             return []
         paths = sorted(
-            (p for p in self.folder.glob(f"{self.template}-*.json") if not p.name.startswith(".")),
+            (p for p in self.folder.glob(f"{self.prefix}-*.json") if not p.name.startswith(".")),
             key=self._order,
         )
         return [Artifact(p, _read(p)) for p in paths]
 
     def _order(self, path: Path) -> tuple[str, int]:
         """(stamp, n): `NAME-STAMP-2.json`, written in the same second, comes after `NAME-STAMP.json`."""
-        rest = path.stem[len(self.template) + 1 :]
+        rest = path.stem[len(self.prefix) + 1 :]
         stamp, _, n = rest.partition("-")
         return stamp, int(n) if n.isdigit() else 1
 
@@ -120,10 +126,10 @@ class ArtifactStore:
     def write(self, manifest: dict[str, Any], now: float | None = None) -> Artifact:
         """Write a new artifact manifest; never overwrites an earlier one."""
         stamp = utc_stamp(now)
-        path = self.folder / f"{self.template}-{stamp}.json"
+        path = self.folder / f"{self.prefix}-{stamp}.json"
         n = 2
         while path.exists():
-            path = self.folder / f"{self.template}-{stamp}-{n}.json"
+            path = self.folder / f"{self.prefix}-{stamp}-{n}.json"
             n += 1
         self._write(path, manifest)
         return Artifact(path, manifest)
@@ -139,3 +145,70 @@ class ArtifactStore:
         if self.effects is None:
             raise RuntimeError("ArtifactStore: writing needs the run's effects")
         self.effects.write_file(path, text)
+
+
+class StableView(Record):
+    """What the stable pointer points at, read the same way by `l1.list` and `l1.history`."""
+
+    __slots__ = ("pointer", "artifact", "note")
+
+    def __init__(self, pointer: dict[str, Any] | None, artifact: str | None, note: str) -> None:
+        self.pointer = pointer  # stable.json's content (None: no stable pointer)
+        self.artifact = artifact  # the artifact file it matches, if any
+        self.note = note  # how it matches, for the operator
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        if self.pointer is None:
+            return None
+        keys = ("name", "node", "vmid", "created_at")
+        return {"artifact": self.artifact, **{k: self.pointer.get(k) for k in keys}}
+
+
+def stable_view(store: ArtifactStore, artifacts: list[Artifact] | None = None) -> StableView:
+    """The stable pointer and the artifact it matches: by its `artifact` key, else (a hand-written
+    or imported stable.json) by VMID and node."""
+    pointer = store.stable()
+    if pointer is None:
+        return StableView(None, None, "no stable artifact yet")
+    named = pointer.get("artifact")
+    if named:
+        present = (
+            any(a.file == named for a in artifacts)
+            if artifacts is not None
+            else (store.folder / str(named)).is_file()
+        )
+        if present:
+            return StableView(pointer, str(named), f"stable: {named}")
+        return StableView(
+            pointer, str(named), f"stable points at {named}, which is no longer in {store.folder}"
+        )
+    found = store.artifacts() if artifacts is None else artifacts
+    same = [
+        a
+        for a in found
+        if str(a.data.get("vmid")) == str(pointer.get("vmid"))
+        and str(a.data.get("node")) == str(pointer.get("node"))
+    ]
+    where = f"vmid {pointer.get('vmid')} on {pointer.get('node')}"
+    if same:
+        return StableView(
+            pointer,
+            same[-1].file,
+            f"stable: {where} (stable.json names no artifact; it matches {same[-1].file})",
+        )
+    return StableView(
+        pointer, None, f"stable: {where} (written by hand or imported: not one of the artifacts)"
+    )
+
+
+def stable_manifests(artifacts_dir: Path) -> dict[str, Path]:
+    """Every template's stable.json: `NAME` -> ARTIFACTS/NAME/stable.json, and for a folder of
+    several builds `FOLDER/BUILD` -> ARTIFACTS/FOLDER/BUILD/stable.json (the L1 -> L2 hand-off)."""
+    if not artifacts_dir.is_dir():
+        return {}
+    found = {}
+    for pattern in ("*/" + STABLE, "*/*/" + STABLE):
+        for path in sorted(artifacts_dir.glob(pattern)):
+            found[path.parent.relative_to(artifacts_dir).as_posix()] = path
+    return dict(sorted(found.items()))

@@ -1,30 +1,44 @@
-"""What is declared: the L1 settings (layer.yaml) and each Packer template folder, parsed from HCL.
+"""What is declared: the L1 settings (layer.yaml) and the Packer builds under the templates folder.
 
-A template is a folder under the layer's templates folder holding `*.pkr.hcl` files (and optional
-`*.auto.pkrvars.hcl`), the unit `packer build FOLDER` works on; its name is the folder's name.
-Everything here is pure apart from reading the files; the parsed HCL is cached by content hash.
+Each folder under the templates folder is what `packer build FOLDER` reads: its `*.pkr.hcl` files
+(links included) and its `*.auto.pkrvars.hcl` files. A folder with `build` blocks holds one build
+per source of each build block, the nested `source "TYPE.NAME" { ... }` overrides merged over the
+base source, as Packer sees them; each is a template of its own (`TemplateSpec`) with its own
+artifact history. A folder that yields one build is named by the folder (`debian12-k3s`), a folder
+of several builds names each `FOLDER/BUILD` (`ubuntu/jammy`). A folder without a build block is
+shared HCL (a `common/` folder linked into the templates), not a template.
+
+A folder that cannot be read is a `TemplateProblem`, never a reason to list nothing: discovery
+returns every template it could read and one problem per folder it could not. Everything here is
+pure apart from reading files; parsed HCL comes from tasks/l1/hcl.py (cached by content hash).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasks.l1.parsecache import HCL_TAG, YAML_TAG, cached_parse
-from tasks.runtime.errors import ConfigError
+from tasks.l1.parsecache import YAML_TAG, cached_parse
+from tasks.runtime.errors import ConfigError, HomelabError
 from tasks.runtime.records import Record
+
+if TYPE_CHECKING:
+    from tasks.l1.hcl import HclFile, VarsFile
 
 HCL_SUFFIX = ".pkr.hcl"
 VARS_SUFFIX = ".auto.pkrvars.hcl"
 DEFAULT_MANIFEST = "packer-manifest.json"
+WORKDIRS = ("folder", "repo")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_HCL_REF = re.compile(r"\$\{\s*(var|local)\.([A-Za-z_][A-Za-z0-9_-]*)\s*\}")
-_QUOTED = re.compile(r'\\?"([^"\\]+)\\?"')
 
+_MAPPING = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "null"]},
+}
+_WORKDIR = {"enum": list(WORKDIRS)}
 SETTINGS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -34,8 +48,21 @@ SETTINGS_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "connection": {"type": "object", "additionalProperties": {"type": "string"}},
-                "variables": {"type": "object", "additionalProperties": {"type": "string"}},
+                "connection": _MAPPING,
+                "variables": _MAPPING,
+                "workdir": _WORKDIR,
+                "templates": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "connection": _MAPPING,
+                            "variables": _MAPPING,
+                            "workdir": _WORKDIR,
+                        },
+                    },
+                },
             },
         },
     },
@@ -49,117 +76,254 @@ SETTINGS_SCHEMA: dict[str, Any] = {
 class L1Settings(Record):
     """Where L1 keeps its templates and artifacts, and how env values become Packer variables."""
 
-    __slots__ = ("layer_dir", "templates_dir", "artifacts_dir", "connection", "placement")
+    __slots__ = (
+        "layer_dir",
+        "templates_dir",
+        "artifacts_dir",
+        "connection",
+        "placement",
+        "workdir",
+        "overrides",
+    )
 
     def __init__(
         self,
         layer_dir: Path,
         templates_dir: Path,
         artifacts_dir: Path,
-        connection: dict[str, str],
-        placement: dict[str, str],
+        connection: dict[str, str | None],
+        placement: dict[str, str | None],
+        workdir: str = "folder",
+        overrides: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.layer_dir = layer_dir
         self.templates_dir = templates_dir
         self.artifacts_dir = artifacts_dir
-        # Packer variable -> "${ENV}" template. Connection values are how Packer reaches Proxmox
-        # and are not part of a template's fingerprint; placement values (node, storage) are.
+        # Packer variable -> "${ENV}" template (None: not mapped). Connection values are how
+        # Packer reaches Proxmox and are not part of a template's fingerprint; placement values
+        # (node, storage) are.
         self.connection = connection
         self.placement = placement
+        self.workdir = workdir
+        # Per template (a folder name, or FOLDER/BUILD): its own connection, variables, workdir.
+        self.overrides = overrides or {}
+
+    def for_template(self, spec: TemplateSpec) -> tuple[dict[str, Any], dict[str, Any], str]:
+        """(connection, placement, workdir) for one build: global < its folder < the build."""
+        connection, placement, workdir = dict(self.connection), dict(self.placement), self.workdir
+        for key in dict.fromkeys((spec.folder_name, spec.name)):
+            override = self.overrides.get(key) or {}
+            for var in override.get("connection") or {}:
+                placement.pop(var, None)
+            for var in override.get("variables") or {}:
+                connection.pop(var, None)
+            connection.update(override.get("connection") or {})
+            placement.update(override.get("variables") or {})
+            workdir = override.get("workdir") or workdir
+        return connection, placement, workdir
 
 
 class Variable(Record):
-    __slots__ = ("name", "has_default", "default", "sensitive")
+    __slots__ = ("name", "has_default", "default", "sensitive", "type", "where")
 
     def __init__(
-        self, name: str, has_default: bool, default: Any = None, sensitive: bool = False
+        self,
+        name: str,
+        has_default: bool,
+        default: Any = None,
+        sensitive: bool = False,
+        type: Any = None,
+        where: Any = "",
     ) -> None:
         self.name = name
         self.has_default = has_default
-        self.default = default
+        self.default = default  # as python-hcl2 returned it (a template string, a list...)
         self.sensitive = sensitive
+        self.type = type
+        self.where = where  # file:line (a Place: worked out when shown)
 
 
 class Source(Record):
-    __slots__ = ("type", "name", "attrs")
+    """One build's source: the base `source` block with the build's nested overrides merged."""
 
-    def __init__(self, type: str, name: str, attrs: dict[str, Any]) -> None:
+    __slots__ = ("type", "name", "attrs", "base", "origins")
+
+    def __init__(
+        self,
+        type: str,
+        name: str,
+        attrs: dict[str, Any],
+        base: str = "",
+        origins: dict[str, tuple[Any, tuple[Any, ...]]] | None = None,
+    ) -> None:
         self.type = type
-        self.name = name
+        self.name = name  # the build's source name (a nested `name = ...` overrides the base's)
         self.attrs = attrs
+        self.base = base or f"{type}.{name}"  # the `source` block it comes from
+        # attribute -> (HclFile, block path in it), for messages that name file:line
+        self.origins = origins or {}
 
     @property
     def label(self) -> str:
         return f"{self.type}.{self.name}"
 
 
-class IsoRef(Record):
-    """One ISO a template boots or attaches: where Proxmox must have it and where it comes from."""
+class TemplateFolder:
+    """One folder as parsed: everything its builds share."""
 
-    __slots__ = ("template", "storage", "filename", "url", "local_path", "checksum")
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+        self.abs_path = os.path.abspath(path)
+        self.real_path: str | None = None  # links resolved, worked out once (inputcache)
+        self.links: dict[str, bool] = {}  # path -> is a link, for this folder's inputs
+        self.linked: set[str] | None = None  # names in the folder that are links (None: unknown)
+        self.files: list[HclFile] = []
+        self.var_files: list[VarsFile] = []
+        self.variables: dict[str, Variable] = {}
+        self.locals: dict[str, Any] = {}
+        self.local_where: dict[str, Any] = {}
+        self.auto_values: dict[str, Any] = {}
+        self.auto_where: dict[str, str] = {}
+        self.plugins: dict[str, Any] = {}
+        self.required_version: list[tuple[str, Any]] = []  # (constraint, file:line)
+        self._exprs: dict[str, Any] | None = None
+        self._words: dict[str, list[str]] | None = None
+        self._pathy: set[str] | None = None
+        self.static_words: list[str] | None = None  # worked out once (tasks/l1/inputcache.py)
+        self.builds: list[TemplateSpec] = []
+        self.entries: list[str] = []
 
-    def __init__(
-        self,
-        template: str,
-        storage: str | None,
-        filename: str,
-        url: str | None,
-        local_path: Path | None,
-        checksum: str | None,
-    ) -> None:
-        self.template = template
-        self.storage = storage  # None: unresolved, the env's PVE_STORAGE_ISO is used
-        self.filename = filename
-        self.url = url  # http(s) URL for download-url
-        self.local_path = local_path  # a file in the checkout, uploaded
-        self.checksum = checksum  # "sha256:<hex>"; None when not declared or "none"
+    def __repr__(self) -> str:
+        return f"TemplateFolder({self.name!r}, builds={[b.name for b in self.builds]})"
 
-    def volid(self, default_storage: str) -> str:
-        return f"{self.storage or default_storage}:iso/{self.filename}"
+    # Needed only to evaluate a build (not when its inputs are remembered): merged on first use.
+    @property
+    def exprs(self) -> dict[str, Any]:
+        if self._exprs is None:
+            self._exprs = {k: v for f in self.files for k, v in f.exprs.items()}
+        return self._exprs
+
+    @property
+    def words(self) -> dict[str, list[str]]:
+        if self._words is None:
+            self._words = {k: v for f in self.files for k, v in f.words.items()}
+        return self._words
+
+    @property
+    def pathy(self) -> set[str]:
+        if self._pathy is None:
+            self._pathy = {p for f in self.files for p in f.pathy}
+        return self._pathy
 
 
 class TemplateSpec:
-    """One template folder as parsed: its files, variables, locals, sources and references."""
+    """One build as Packer sees it (`BUILD.TYPE.NAME`), the unit L1 lists, builds and records."""
 
     def __init__(
         self,
+        folder: TemplateFolder,
         name: str,
-        folder: Path,
-        files: list[Path],
-        var_files: list[Path],
-        variables: dict[str, Variable],
-        locals: dict[str, Any],
-        sources: list[Source],
-        plugins: dict[str, Any],
-        manifest_output: str | None,
-        references: list[Path] | None = None,
-        auto_values: dict[str, Any] | None = None,
-        digests: dict[str, str] | None = None,
+        build_name: str,
+        packer_name: str,
+        build_label: str,
+        source: Source,
+        build: dict[str, Any],
+        build_file: HclFile,
+        build_path: tuple[Any, ...],
     ) -> None:
-        self.name = name
-        self.folder = folder
-        self.files = files
-        self.var_files = var_files
-        self.variables = variables
-        self.locals = locals
-        self.sources = sources
-        self.plugins = plugins
-        self.manifest_output = manifest_output
-        self.references: list[Path] = references or []
-        self.auto_values: dict[str, Any] = auto_values or {}
-        # Absolute path -> SHA-256 of the HCL bytes that were parsed (the fingerprint reuses them).
-        self.digests: dict[str, str] = digests or {}
+        self.folder_spec = folder
+        self.name = name  # FOLDER, or FOLDER/BUILD in a folder of several builds
+        self.build_name = build_name  # the short name within the folder
+        self.packer_name = packer_name  # Packer's own: `BUILD.TYPE.NAME` or `TYPE.NAME`
+        self.build_label = build_label  # the build block's `name` ("" when none)
+        self.source = source
+        self.build = build
+        self.build_file = build_file
+        self.build_path = build_path
+        self.manifest_output: str | None = None
+        for pp in post_processors(build):
+            if "manifest" in pp and applies(pp["manifest"], self):
+                body = pp["manifest"] if isinstance(pp["manifest"], dict) else {}
+                raw = body.get("output") or DEFAULT_MANIFEST
+                self.manifest_output = str(raw)
 
     def __repr__(self) -> str:
-        return f"TemplateSpec({self.name!r}, {str(self.folder)!r})"
+        return f"TemplateSpec({self.name!r}, {self.packer_name!r})"
+
+    # The folder's parts, as every build sees them.
+    @property
+    def folder(self) -> Path:
+        return self.folder_spec.path
+
+    @property
+    def folder_name(self) -> str:
+        return self.folder_spec.name
+
+    @property
+    def files(self) -> list[Path]:
+        return [f.path for f in self.folder_spec.files]
+
+    @property
+    def var_files(self) -> list[Path]:
+        return [f.path for f in self.folder_spec.var_files]
+
+    @property
+    def variables(self) -> dict[str, Variable]:
+        return self.folder_spec.variables
+
+    @property
+    def locals(self) -> dict[str, Any]:
+        return self.folder_spec.locals
+
+    @property
+    def auto_values(self) -> dict[str, Any]:
+        return self.folder_spec.auto_values
+
+    @property
+    def plugins(self) -> dict[str, Any]:
+        return self.folder_spec.plugins
+
+    @property
+    def sources(self) -> list[Source]:
+        return [self.source]
 
     @property
     def source_label(self) -> str:
-        return ", ".join(s.label for s in self.sources) or "-"
+        if self.source.base != self.source.label:
+            return f"{self.source.label} (from {self.source.base})"
+        return self.source.label
 
     @property
     def builders(self) -> set[str]:
-        return {s.type for s in self.sources}
+        return {self.source.type}
+
+    @property
+    def several(self) -> bool:
+        """True when the folder holds other builds too (Packer then needs `-only`)."""
+        return len(self.folder_spec.builds) > 1
+
+
+class TemplateProblem(Record):
+    """A folder (or build) that could not be read: listed with its error, never dropped."""
+
+    __slots__ = ("name", "folder", "error")
+
+    def __init__(self, name: str, folder: Path, error: HomelabError) -> None:
+        self.name = name
+        self.folder = folder
+        self.error = error
+
+
+class Discovery(Record):
+    __slots__ = ("templates", "problems", "shared")
+
+    def __init__(
+        self, templates: list[TemplateSpec], problems: list[TemplateProblem], shared: list[str]
+    ) -> None:
+        self.templates = templates
+        self.problems = problems
+        self.shared = shared  # folders of shared HCL (no build block)
 
 
 # ------------------------------------------------------------------ settings
@@ -181,6 +345,8 @@ def load_settings(layer_dir: Path, cache_dir: Path | None) -> L1Settings:
         artifacts_dir=layer_dir / data.get("artifacts", "artifacts"),
         connection=dict(packer.get("connection") or {}),
         placement=dict(packer.get("variables") or {}),
+        workdir=packer.get("workdir") or "folder",
+        overrides=dict(packer.get("templates") or {}),
     )
 
 
@@ -193,18 +359,29 @@ def _yaml_load(path: Path):
     return parse
 
 
+def _mapping_ok(group: Any) -> bool:
+    return isinstance(group, dict) and all(isinstance(v, str | None) for v in group.values())
+
+
 def _check_settings(data: dict[str, Any], path: Path) -> None:
     # The cheap checks run on every call; the schema (jsonschema is a slow import) only when they
     # find something off, so a warm `inv l1.list` stays fast and a bad file still gets a full report.
     packer = data.get("packer", {})
+    overrides = packer.get("templates") or {} if isinstance(packer, dict) else None
     ok = (
         isinstance(data.get("templates", ""), str)
         and isinstance(data.get("artifacts", ""), str)
         and isinstance(packer, dict)
-        and set(packer) <= {"connection", "variables"}
+        and set(packer) <= {"connection", "variables", "workdir", "templates"}
+        and packer.get("workdir", "folder") in WORKDIRS
+        and all(_mapping_ok(packer.get(k) or {}) for k in ("connection", "variables"))
+        and isinstance(overrides, dict)
         and all(
-            isinstance(group, dict) and all(isinstance(v, str) for v in group.values())
-            for group in (packer.get("connection") or {}, packer.get("variables") or {})
+            isinstance(o, dict)
+            and set(o) <= {"connection", "variables", "workdir"}
+            and o.get("workdir", "folder") in WORKDIRS
+            and all(_mapping_ok(o.get(k) or {}) for k in ("connection", "variables"))
+            for o in overrides.values()
         )
     )
     if not ok:
@@ -213,38 +390,66 @@ def _check_settings(data: dict[str, Any], path: Path) -> None:
         validate(data, SETTINGS_SCHEMA, path)
 
 
-# ------------------------------------------------------------------ discovery and parsing
+# ------------------------------------------------------------------ discovery
 
 
-def discover(settings: L1Settings, cache_dir: Path | None) -> list[TemplateSpec]:
-    """Every template folder under the templates folder, sorted by name."""
+def discover(settings: L1Settings, cache_dir: Path | None, digests: Any = None) -> Discovery:
+    """Every build under the templates folder (sorted by name), one problem per unreadable folder.
+
+    `digests` (a tasks/l1/digests.py DigestCache) spares reading HCL files that did not change."""
     root = settings.templates_dir
     names = _listing(root)
     if names is None:
-        return []
-    loose = [n for n in _hcl_names(names) if os.path.isfile(root / n)]
-    if loose:
-        raise ConfigError(
-            f"{root}: {', '.join(loose)} sit(s) directly in the templates folder",
-            hint="give each template its own folder: templates/NAME/NAME.pkr.hcl",
-        )
-    checkout = _checkout_root(root)
-    found = []
+        return Discovery([], [], [])
+    templates: list[TemplateSpec] = []
+    problems: list[TemplateProblem] = []
+    shared: list[str] = []
+    checkout = checkout_root(root)
+    for name in _hcl_names(names):
+        if os.path.isfile(root / name):
+            problems.append(
+                TemplateProblem(
+                    name,
+                    root,
+                    ConfigError(
+                        f"{_shown(root / name, checkout)} sits directly in the templates folder",
+                        hint="give each template its own folder: templates/NAME/NAME.pkr.hcl",
+                    ),
+                )
+            )
     for name in names:
+        if name.startswith("."):
+            continue
         entries = _listing(root / name)
-        if entries is not None and _hcl_names(entries):
-            found.append(load_template(root / name, cache_dir, checkout, entries))
-    return found
+        if entries is None or not _hcl_names(entries):
+            continue
+        try:
+            folder = load_folder(root / name, cache_dir, checkout, entries, settings, digests)
+        except HomelabError as exc:
+            problems.append(TemplateProblem(name, root / name, exc))
+            continue
+        if not folder.builds:
+            shared.append(name)
+        templates += folder.builds
+    return Discovery(templates, problems, shared)
 
 
 def _listing(folder: Path) -> list[str] | None:
-    """The sorted names in `folder`, or None when it is not a folder."""
+    """The sorted names in `folder`, or None when it is not a folder. The names that are links
+    are remembered (`_LINKED`): the directory entry says so without another system call."""
     try:
-        return sorted(os.listdir(folder))
+        with os.scandir(folder) as scan:
+            found = list(scan)
     except (NotADirectoryError, FileNotFoundError):
         return None
     except OSError as exc:
         raise ConfigError(f"{folder}: cannot list the template folder: {exc.strerror}") from None
+    _LINKED[os.fspath(folder)] = {e.name for e in found if e.is_symlink()}
+    return sorted(e.name for e in found)
+
+
+# folder -> the names in it that are links, from the last listing of it.
+_LINKED: dict[str, set[str]] = {}
 
 
 def _hcl_names(entries: list[str], suffix: str = HCL_SUFFIX) -> list[str]:
@@ -252,151 +457,222 @@ def _hcl_names(entries: list[str], suffix: str = HCL_SUFFIX) -> list[str]:
     return [n for n in entries if n.endswith(suffix) and not n.startswith(".")]
 
 
-def find_template(settings: L1Settings, name: str, cache_dir: Path | None) -> TemplateSpec:
-    folder = settings.templates_dir / name
-    if "/" in name or name.startswith(".") or not any(folder.glob(f"*{HCL_SUFFIX}")):
-        known = [t.name for t in discover(settings, cache_dir)]
+def select(
+    settings: L1Settings,
+    name: str,
+    cache_dir: Path | None,
+    *,
+    several: bool = False,
+    digests: Any = None,
+) -> list[TemplateSpec]:
+    """The builds `name` names: `FOLDER` (every build of the folder when `several`), `FOLDER/BUILD`,
+    or a build's short name when only one folder has it. ConfigError lists the known names."""
+    folder_name, _, build = name.partition("/")
+    folder_path = settings.templates_dir / folder_name
+    found: list[TemplateSpec] | None = None
+    if folder_name and not folder_name.startswith(".") and "/" not in build:
+        entries = _listing(folder_path)
+        if entries is not None and _hcl_names(entries):
+            folder = load_folder(
+                folder_path,
+                cache_dir,
+                checkout_root(settings.templates_dir),
+                entries,
+                settings,
+                digests,
+            )
+            if not build:
+                found = folder.builds
+            else:
+                found = [b for b in folder.builds if build in (b.build_name, b.packer_name)]
+            if not folder.builds:
+                raise ConfigError(
+                    f"{folder_name} has no build block: it is shared HCL, not a template",
+                    hint="templates link or reference its files; build those templates instead",
+                )
+    if not found:
+        everything = discover(settings, cache_dir, digests)
+        if found is None and "/" not in name:
+            found = [b for b in everything.templates if b.build_name == name]
+        if not found:
+            known = [t.name for t in everything.templates]
+            raise ConfigError(
+                f"no Packer template named {name!r} under {settings.templates_dir}",
+                hint=f"known templates: {', '.join(known) or '(none)'}",
+            )
+    if len(found) > 1 and not several:
         raise ConfigError(
-            f"no Packer template named {name!r} under {settings.templates_dir}",
-            hint=f"known templates: {', '.join(known) or '(none)'}",
+            f"{name} holds {len(found)} builds; name one of them",
+            hint="one of: " + ", ".join(b.name for b in found),
         )
-    return load_template(folder, cache_dir, _checkout_root(settings.templates_dir))
+    return found
 
 
-def _parse_file(path: Path, cache_dir: Path | None) -> tuple[dict[str, Any], list[str], str]:
-    """One HCL file's document (7.x-shaped dicts), the path-like words of its strings, its SHA-256.
-
-    A syntax error names the file, line and column.
-
-    The words depend only on the file's text, so they are cached with the document and a warm run
-    only checks which of them name an entry of the template folder. The hash is the file's
-    fingerprint input, taken from the bytes that were parsed.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        parsed = cached_parse(path, data, HCL_TAG, _hcl_entry, cache_dir)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except Exception as exc:  # lark's errors, and hcl2's own ValueErrors on bad constructs
-        raise ConfigError(f"{path}{_where(exc)}: invalid HCL: {_first_line(exc)}") from None
-    doc = parsed.get("doc") if isinstance(parsed, dict) else None
-    words = parsed.get("words") if isinstance(parsed, dict) else None
-    if not isinstance(doc, dict) or not isinstance(words, list):
-        raise ConfigError(f"{path}: invalid HCL: expected blocks and attributes")
-    return doc, words, hashlib.sha256(data).hexdigest()
+def find_template(settings: L1Settings, name: str, cache_dir: Path | None) -> TemplateSpec:
+    return select(settings, name, cache_dir)[0]
 
 
-def _hcl_entry(text: str) -> dict[str, Any]:
-    doc = _hcl_loads(text)
-    strings: list[str] = []
-    _strings(doc, strings)
-    words = dict.fromkeys(word for string in strings for word in _path_candidates(string))
-    return {"doc": doc, "words": list(words)}
+# ------------------------------------------------------------------ one folder
 
 
-def _hcl_loads(text: str) -> dict[str, Any]:
-    import hcl2
-    from hcl2 import SerializationOptions
-
-    options = SerializationOptions(
-        strip_string_quotes=True, explicit_blocks=False, with_comments=False
-    )
-    return hcl2.loads(text, serialization_options=options)
-
-
-def _where(exc: Exception) -> str:
-    line, column = getattr(exc, "line", None), getattr(exc, "column", None)
-    if isinstance(line, int) and line > 0:
-        return f":{line}:{column}" if isinstance(column, int) and column > 0 else f":{line}"
-    return ""
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def load_template(
-    folder: Path,
+def load_folder(
+    path: Path,
     cache_dir: Path | None,
     checkout: Path | None = None,
     entries: list[str] | None = None,
-) -> TemplateSpec:
-    """Parse one template folder; `checkout` (its checkout root) and `entries` (its sorted
-    listing) are passed when the caller already has them."""
+    settings: L1Settings | None = None,
+    digests: Any = None,
+) -> TemplateFolder:
+    """Parse one folder into its builds. Errors name the file and line."""
+    from tasks.l1.hcl import load_hcl, load_vars_file
+
     if entries is None:
-        entries = _listing(folder)
+        entries = _listing(path)
         if entries is None:
-            raise ConfigError(f"{folder}: not a folder")
-    files = [folder / n for n in _hcl_names(entries)]
-    var_files = [folder / n for n in _hcl_names(entries, VARS_SUFFIX)]
-    variables: dict[str, Variable] = {}
-    locals_: dict[str, Any] = {}
-    sources: dict[str, Source] = {}
-    used: list[str] = []
-    plugins: dict[str, Any] = {}
-    manifest: str | None = None
-    words: list[str] = []
-    digests: dict[str, str] = {}
-    for path in files:
-        doc, found, digests[os.path.abspath(path)] = _parse_file(path, cache_dir)
-        words += found
-        for block in _blocks(doc, "packer"):
+            raise ConfigError(f"{path}: not a folder")
+    if checkout is None:
+        checkout = checkout_root(path.parent)
+    folder = TemplateFolder(path.name, path)
+    folder.entries = entries
+    folder.linked = _LINKED.get(os.fspath(path))
+    sources: dict[str, tuple[Source, HclFile, tuple[Any, ...]]] = {}
+    builds: list[tuple[dict[str, Any], HclFile, tuple[Any, ...]]] = []
+    for name in _hcl_names(entries):
+        file_path = path / name
+        digest = None
+        if digests is not None:
+            try:
+                digest = digests.digest(os.fspath(file_path))
+            except OSError:
+                digest = None  # load_hcl names the error
+        hcl = load_hcl(file_path, cache_dir, _shown(file_path, checkout), digest)
+        folder.files.append(hcl)
+        doc = hcl.doc
+        for i, block in enumerate(_blocks(doc, "packer")):
+            if not isinstance(block, dict):
+                continue
+            if block.get("required_version") is not None:
+                where = hcl.place("packer", i, "required_version")
+                folder.required_version.append((str(block["required_version"]), where))
             for req in _blocks(block, "required_plugins"):
                 if isinstance(req, dict):
-                    plugins.update(req)
-        for block in _blocks(doc, "variable"):
-            for name, body in _labelled(block, path, "variable"):
+                    folder.plugins.update(req)
+        for i, block in enumerate(_blocks(doc, "variable")):
+            for var, body in _labelled(block, hcl, ("variable", i), "variable"):
                 body = body if isinstance(body, dict) else {}
-                variables[name] = Variable(
-                    name, "default" in body, body.get("default"), bool(body.get("sensitive"))
-                )
-        for block in _blocks(doc, "locals"):
-            if isinstance(block, dict):
-                locals_.update(block)
-        for block in _blocks(doc, "source"):
-            for type_, named in _labelled(block, path, "source"):
-                for name, body in _labelled(named, path, f'source "{type_}"'):
-                    sources[f"{type_}.{name}"] = Source(
-                        type_, name, body if isinstance(body, dict) else {}
+                where = hcl.place("variable", i)
+                if var in folder.variables:
+                    raise ConfigError(
+                        f"{where}: variable {var!r} is also declared at {folder.variables[var].where}",
+                        hint="declare each variable once per folder",
                     )
-        for build in _blocks(doc, "build"):
-            if not isinstance(build, dict):
+                sensitive = body.get("sensitive") in (True, "true")
+                folder.variables[var] = Variable(
+                    var, "default" in body, body.get("default"), sensitive, body.get("type"), where
+                )
+        for i, block in enumerate(_blocks(doc, "locals")):
+            if not isinstance(block, dict):
                 continue
-            used += [_source_ref(s) for s in build.get("sources") or [] if isinstance(s, str)]
-            for nested in _blocks(build, "source"):
-                used += [_source_ref(label) for label, _ in _labelled(nested, path, "source")]
-            for pp in _post_processors(build):
-                if "manifest" in pp:
-                    body = pp["manifest"] if isinstance(pp["manifest"], dict) else {}
-                    manifest = str(body.get("output") or DEFAULT_MANIFEST)
-    auto_values: dict[str, Any] = {}
-    for path in var_files:
-        doc, found, digests[os.path.abspath(path)] = _parse_file(path, cache_dir)
-        words += found
-        auto_values.update(doc)
-    chosen = [sources[ref] for ref in dict.fromkeys(used) if ref in sources] or list(
-        sources.values()
-    )
-    spec = TemplateSpec(
-        name=folder.name,
-        folder=folder,
-        files=files,
-        var_files=var_files,
-        variables=variables,
-        locals=locals_,
-        sources=chosen,
-        plugins=plugins,
-        manifest_output=manifest,
-        auto_values=auto_values,
-        digests=digests,
-    )
-    root = checkout or _checkout_root(folder.parent)
-    spec.references = referenced_paths(folder, entries, words, files + var_files, root)
-    return spec
+            for key, value in block.items():
+                where = hcl.place("locals", i, key)
+                if key in folder.locals:
+                    raise ConfigError(
+                        f"{where}: local {key!r} is also defined at {folder.local_where[key]}",
+                        hint="define each local once per folder",
+                    )
+                folder.locals[key] = value
+                folder.local_where[key] = where
+        for i, block in enumerate(_blocks(doc, "source")):
+            for type_, named in _labelled(block, hcl, ("source", i), "source"):
+                for sname, body in _labelled(named, hcl, ("source", i), f'source "{type_}"'):
+                    label = f"{type_}.{sname}"
+                    if label in sources:
+                        raise ConfigError(
+                            f"{hcl.where('source', i)}: source {label} is also defined at "
+                            f"{sources[label][1].where(*sources[label][2])}",
+                            hint="define each source once per folder",
+                        )
+                    attrs = body if isinstance(body, dict) else {}
+                    origins = {k: (hcl, ("source", i)) for k in attrs}
+                    sources[label] = (
+                        Source(type_, sname, attrs, label, origins),
+                        hcl,
+                        ("source", i),
+                    )
+        for i, block in enumerate(_blocks(doc, "build")):
+            if isinstance(block, dict):
+                builds.append((block, hcl, ("build", i)))
+    for var_name in _hcl_names(entries, VARS_SUFFIX):
+        vars_file = load_vars_file(path / var_name, _shown(path / var_name, checkout))
+        folder.var_files.append(vars_file)
+        for key, value in vars_file.values.items():
+            folder.auto_values[key] = value  # later files win, as in Packer (lexical order)
+            folder.auto_where[key] = f"{vars_file.shown}:{vars_file.lines.get(key, 0)}"
+    _register_sensitive(folder)
+    folder.builds = _builds(folder, sources, builds)
+    return folder
+
+
+def _register_sensitive(folder: TemplateFolder) -> None:
+    """Values of sensitive variables from var files are secrets: masked in everything printed."""
+    from tasks.runtime.secrets import MASKER, is_secret_name
+
+    for key, value in folder.auto_values.items():
+        var = folder.variables.get(key)
+        if isinstance(value, str) and ((var is not None and var.sensitive) or is_secret_name(key)):
+            MASKER.add(value)
+
+
+def _builds(
+    folder: TemplateFolder,
+    sources: dict[str, tuple[Source, HclFile, tuple[Any, ...]]],
+    builds: list[tuple[dict[str, Any], HclFile, tuple[Any, ...]]],
+) -> list[TemplateSpec]:
+    found: list[tuple[str, str, str, Source, dict[str, Any], HclFile, tuple[Any, ...]]] = []
+    for body, hcl, where in builds:
+        label = str(body.get("name") or "")
+        refs: list[tuple[str, dict[str, Any] | None, tuple[Any, ...]]] = []
+        for ref in body.get("sources") or []:
+            if isinstance(ref, str):
+                refs.append((ref, None, (*where, "sources")))
+        for j, nested in enumerate(_blocks(body, "source")):
+            for ref, override in _labelled(nested, hcl, (*where, "source", j), "source"):
+                refs.append(
+                    (ref, override if isinstance(override, dict) else {}, (*where, "source", j))
+                )
+        units: list[tuple[str, Source, bool]] = []
+        for ref, override, ref_where in refs:
+            key = ref.removeprefix("source.")
+            if key not in sources:
+                known = ", ".join(sorted(sources)) or "none"
+                raise ConfigError(
+                    f"{hcl.where(*ref_where)}: the build uses source {key}, which no file of "
+                    f"{folder.name} defines (sources: {known})",
+                    hint="define the source block, or link the file that defines it into the folder",
+                )
+            base = sources[key][0]
+            if override is None:
+                units.append((base.name, base, False))
+                continue
+            attrs = {**base.attrs, **{k: v for k, v in override.items() if k != "name"}}
+            origins = dict(base.origins)
+            origins.update({k: (hcl, ref_where) for k in override if k != "name"})
+            name = str(override.get("name") or base.name)
+            units.append((name, Source(base.type, name, attrs, key, origins), "name" in override))
+        for sname, source, renamed in units:
+            packer_name = f"{label}.{source.type}.{sname}" if label else f"{source.type}.{sname}"
+            short = label if (label and len(units) == 1 and not renamed) else sname
+            found.append((short, packer_name, label, source, body, hcl, where))
+    shorts = [f[0] for f in found]
+    specs: list[TemplateSpec] = []
+    for short, packer_name, label, source, body, hcl, where in found:
+        if shorts.count(short) > 1:
+            short = packer_name
+        name = folder.name if len(found) == 1 else f"{folder.name}/{short}"
+        specs.append(
+            TemplateSpec(folder, name, short, packer_name, label, source, body, hcl, where)
+        )
+    return sorted(specs, key=lambda s: s.name)
 
 
 def _blocks(doc: Any, key: str) -> list[Any]:
@@ -406,62 +682,38 @@ def _blocks(doc: Any, key: str) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _labelled(block: Any, path: Path, what: str) -> list[tuple[str, Any]]:
+def _labelled(block: Any, hcl: HclFile, path: tuple[Any, ...], what: str) -> list[tuple[str, Any]]:
     if not isinstance(block, dict):
-        raise ConfigError(f"{path}: {what} block without a label")
+        raise ConfigError(f"{hcl.where(*path)}: {what} block without a label")
     return list(block.items())
 
 
-def _source_ref(text: str) -> str:
-    return text.removeprefix("source.")
-
-
-def _post_processors(build: dict[str, Any]) -> list[dict[str, Any]]:
+def post_processors(build: dict[str, Any]) -> list[dict[str, Any]]:
     found = [pp for pp in _blocks(build, "post-processor") if isinstance(pp, dict)]
     for chain in _blocks(build, "post-processors"):
         found += [pp for pp in _blocks(chain, "post-processor") if isinstance(pp, dict)]
     return found
 
 
-def _strings(value: Any, out: list[str]) -> None:
-    if isinstance(value, str):
-        out.append(value)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _strings(item, out)
-    elif isinstance(value, list):
-        for item in value:
-            _strings(item, out)
+def applies(body: Any, spec: TemplateSpec) -> bool:
+    """A provisioner or post-processor's `only`/`except` (source names, Packer's globs)."""
+    if not isinstance(body, dict):
+        return True
+    only, skip = body.get("only"), body.get("except")
+    if not only and not skip:
+        return True
+    from fnmatch import fnmatchcase
 
-
-def referenced_paths(
-    folder: Path, entries: list[str], words: list[str], own: list[Path], root: Path | None
-) -> list[Path]:
-    """Files and folders the template's path-like words point at: scripts, http/, cloud-init files.
-
-    A word counts when, read as a path relative to the template folder, it names something that
-    exists inside the checkout `root`. The words come from `_path_candidates`; `entries` is the
-    folder's listing.
-    """
-    # Only words whose first segment names an entry of the folder (or its parent) can be inputs:
-    # checking that against the listing spares a filesystem call for every word.
-    names = {*entries, ".."}
-    parent = real_folder(os.path.abspath(folder.parent))
-    base = _real_under(parent, os.path.join(parent, folder.name))
-    skip = {base, *(os.path.join(base, p.name) for p in own)}
-    found: dict[str, None] = {}
-    for word in words:
-        if word.split("/", 1)[0] not in names:
-            continue
-        path = os.path.normpath(os.path.join(base, word))
-        if path in skip or path in found or not os.path.exists(path):
-            continue
-        found[path] = None
-    # Links are resolved only for the few paths found, and what they lead to must be inside the
-    # checkout.
-    inside = str(root) + os.sep if root is not None else ""
-    resolved = {_real_under(base, path) for path in found}
-    return [Path(p) for p in sorted(resolved) if p.startswith(inside)]
+    names = {spec.source.label, f"source.{spec.source.label}", spec.packer_name}
+    if (
+        isinstance(only, list)
+        and only
+        and not any(fnmatchcase(n, str(p)) for n in names for p in only)
+    ):
+        return False
+    return not (
+        isinstance(skip, list) and skip and any(fnmatchcase(n, str(p)) for n in names for p in skip)
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -471,91 +723,120 @@ def real_folder(path: str) -> str:
     return os.path.realpath(path)
 
 
-def _real_under(real_base: str, path: str) -> str:
-    """`path` (absolute, normalised) with links resolved, given `real_base` that has none.
-
-    Below `real_base` each part costs one lstat, where `os.path.realpath` re-checks every part of
-    the whole path; anywhere else, or past a link, realpath does the work.
-    """
-    if not path.startswith(real_base + os.sep):
-        return os.path.realpath(path)
-    current = real_base
-    for part in path[len(real_base) + 1 :].split(os.sep):
-        current = os.path.join(current, part)
-        if os.path.islink(current):
-            return os.path.realpath(path)
-    return path
-
-
-def _path_candidates(text: str) -> list[str]:
-    cleaned = (
-        text.replace("${path.root}/", "")
-        .replace("${path.cwd}/", "")
-        .replace("{{template_dir}}/", "")
-    )
-    words = [cleaned, *_QUOTED.findall(cleaned)]
-    for word in re.split(r"[\s,]+", cleaned):
-        words.append(word.split("=", 1)[1] if "=" in word else word)
-    out = []
-    for word in words:
-        word = word.strip().removeprefix("./")
-        if not word or "${" in word or "{{" in word or "://" in word or len(word) > 255:
-            continue
-        if word.startswith("/"):
-            continue  # absolute paths are the builder machine's, not the template's inputs
-        out.append(word)
-    return out
-
-
-def _checkout_root(start: Path) -> Path | None:
+def checkout_root(start: Path) -> Path | None:
     """The nearest folder at or above `start` holding `tasks.py` or `.git`."""
-    here = start.resolve()
+    here = Path(real_folder(os.fspath(start)))
     for folder in (here, *here.parents):
         if (folder / "tasks.py").exists() or (folder / ".git").exists():
             return folder
     return None
 
 
+def _shown(path: Path, checkout: Path | None) -> str:
+    text = os.path.abspath(path)
+    root = str(checkout) if checkout else ""
+    return text[len(root) + 1 :] if root and text.startswith(root + os.sep) else text
+
+
 # ------------------------------------------------------------------ variables
 
 
 def api_url(env: dict[str, str]) -> str | None:
-    """`https://HOST:PORT/api2/json` from PVE_ACCESS_HOST (port 8006 unless it names one)."""
-    host = (env.get("PVE_ACCESS_HOST") or "").strip()
-    if not host:
+    """`https://HOST:PORT/api2/json` from PVE_ACCESS_HOST, read by the Proxmox adapter's own parser
+    (so Packer and the runner accept exactly the same values). ConfigError when it is malformed."""
+    raw = (env.get("PVE_ACCESS_HOST") or "").strip()
+    if not raw:
         return None
-    host = re.sub(r"^https?://", "", host).rstrip("/").removesuffix("/api2/json")
-    if not re.search(r":\d+$", host):
-        host += ":8006"
-    return f"https://{host}/api2/json"
+    from tasks.adapters.proxmox import parse_access_host
+
+    try:
+        host, port = parse_access_host(raw)
+    except ValueError as exc:
+        raise ConfigError(
+            f"PVE_ACCESS_HOST: {exc}",
+            hint="give host, host:port or https://host:port (the port defaults to 8006)",
+        ) from None
+    shown = f"[{host}]" if ":" in host else host
+    return f"https://{shown}:{port}/api2/json"
+
+
+def _lookup(env: dict[str, str], name: str) -> str:
+    value = env.get(name) or ""
+    if name == "PVE_API_URL" and not value.strip():
+        value = api_url(env) or ""
+    return value
+
+
+def _is_set(env: dict[str, str], name: str) -> bool:
+    if (env.get(name) or "").strip():
+        return True
+    return name == "PVE_API_URL" and bool((env.get("PVE_ACCESS_HOST") or "").strip())
 
 
 def expand(template: str, env: dict[str, str]) -> tuple[str | None, list[str]]:
     """Expand `${NAME}` from `env` (plus the derived PVE_API_URL); (None, missing) when any is unset."""
-
-    def lookup(name: str) -> str:
-        value = env.get(name) or ""
-        if name == "PVE_API_URL" and not value.strip():
-            value = api_url(env) or ""
-        return value
-
     names = _ENV_REF.findall(template)
-    missing = [n for n in names if not lookup(n).strip()]
+    missing = [n for n in names if not _is_set(env, n)]
     if missing:
         return None, missing
-    return _ENV_REF.sub(lambda m: lookup(m.group(1)), template), names
+    return _ENV_REF.sub(lambda m: _lookup(env, m.group(1)), template), names
 
 
 class PackerVariables:
-    """The values the runner hands Packer (as PKR_VAR_*), and what it could not fill."""
+    """The values the runner hands Packer (as PKR_VAR_*), where each declared variable's value
+    comes from, and every declared variable that will have none.
 
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
+    Values are expanded on first use: listing templates needs only the placement values, and a
+    connection value such as the API URL is derived (and checked) only when a build needs it.
+    """
+
+    def __init__(self, env: dict[str, str], secret: Any = None) -> None:
+        self._env = env
+        self._secret = secret or (lambda name: False)
+        self.mapped: dict[
+            str, tuple[str, list[str], str]
+        ] = {}  # var -> (template, env names, group)
+        self._values: dict[str, str] | None = None
         # Non-secret values that decide where the template lands.
         self.placement: dict[str, str] = {}
         self.secret_names: set[str] = set()
-        # Packer variable -> env variables that are unset.
+        # Packer variable -> env variables that are unset (empty: no source at all).
         self.missing: dict[str, list[str]] = {}
+        # Packer variable -> where its value comes from, for the operator.
+        self.sources: dict[str, str] = {}
+        # PKR_VAR_* set in the env by the operator (they win over the mapping).
+        self.from_env: dict[str, str] = {}
+
+    @property
+    def values(self) -> dict[str, str]:
+        """Every mapped value (expanded now; ConfigError for a malformed PVE_ACCESS_HOST)."""
+        if self._values is None:
+            from tasks.runtime.secrets import MASKER
+
+            values = {}
+            for var, (template, _names, _group) in self.mapped.items():
+                value, _ = expand(template, self._env)
+                if value is not None:
+                    values[var] = value
+                    if var in self.secret_names:
+                        MASKER.add(value)
+            self._values = values
+        return self._values
+
+    def supplied(self) -> dict[str, str]:
+        """What Packer will read from PKR_VAR_*: the operator's own, then the mapping's."""
+        return {**self.values, **self.from_env}
+
+    def value_of(self, var: str) -> str | None:
+        if var in self.from_env:
+            return self.from_env[var]
+        mapped = self.mapped.get(var)
+        if mapped is None:
+            return None
+        if self._values is not None:
+            return self._values.get(var)
+        value, _ = expand(mapped[0], self._env)
+        return value
 
 
 def packer_variables(
@@ -564,154 +845,88 @@ def packer_variables(
     env_layers,
     expanded: dict[str, tuple[str | None, list[str]]] | None = None,
 ) -> PackerVariables:
-    """Fill the template's declared variables from the env through the layer's mapping.
+    """Fill the build's declared variables from the env through the layer's mapping (with the
+    template's own overrides), and name every declared variable that will have no value.
 
-    `expanded` memoises `expand` per mapping value across the templates of one run.
+    Packer's order, highest first: `*.auto.pkrvars.hcl`, PKR_VAR_* (the operator's own beat the
+    mapping's), the variable's default. `expanded` memoises expansion per mapping value.
     """
-    result = PackerVariables()
     env = env_layers.merged
-    expanded = {} if expanded is None else expanded
-    for group, mapping in (("connection", settings.connection), ("placement", settings.placement)):
+    result = PackerVariables(env)
+    memo: dict[str, Any] = {} if expanded is None else expanded  # type: ignore[assignment]
+    connection, placement, _workdir = settings.for_template(spec)
+    variables = spec.variables
+    for group, mapping in (("connection", connection), ("placement", placement)):
         for var_name, template in mapping.items():
-            declared = spec.variables.get(var_name)
-            if declared is None:
+            declared = variables.get(var_name)
+            if declared is None or template is None:
                 continue
-            if template not in expanded:
-                expanded[template] = expand(template, env)
-            value, names = expanded[template]
-            if value is None:
-                if not declared.has_default and var_name not in spec.auto_values:
-                    result.missing[var_name] = names
+            if f"PKR_VAR_{var_name}" in env:
                 continue
-            result.values[var_name] = value
-            secret = declared.sensitive or any(env_layers.is_secret(n) for n in names)
-            if secret:
+            known = memo.get(template)
+            if known is None:
+                names = _ENV_REF.findall(template)
+                unset = [n for n in names if not _is_set(env, n)]
+                secret_env = any(env_layers.is_secret(n) for n in names)
+                value = None
+                if not unset and "PVE_API_URL" not in names:
+                    value = expand(template, env)[0]
+                known = memo[template] = (unset, names, secret_env, value)
+            unset, names, secret_env, value = known
+            if unset:
+                result.missing[var_name] = list(unset)
+                continue
+            result.mapped[var_name] = (template, names, group)
+            result.sources[var_name] = ", ".join(names) if names else "layer.yaml"
+            if declared.sensitive or secret_env:
                 result.secret_names.add(var_name)
             elif group == "placement":
-                result.placement[var_name] = value
+                if value is None:
+                    value = expand(template, env)[0]
+                if value is not None:
+                    result.placement[var_name] = value
+    for var_name, declared in variables.items():
+        env_name = f"PKR_VAR_{var_name}"
+        if env_name in env:
+            result.from_env[var_name] = env[env_name]
+            result.sources[var_name] = env_name
+            result.missing.pop(var_name, None)
+        if var_name in spec.auto_values:
+            result.sources[var_name] = spec.folder_spec.auto_where.get(var_name, "pkrvars")
+            result.missing.pop(var_name, None)
+            continue
+        if var_name in result.sources:
+            continue
+        if declared.has_default:
+            result.missing.pop(var_name, None)
+            result.sources[var_name] = "default"
+            continue
+        result.missing.setdefault(var_name, [])
     return result
 
 
-def resolve(value: Any, spec: TemplateSpec, supplied: dict[str, str]) -> Any:
-    """Substitute `${var.X}` and `${local.X}` in a string when their values are known scalars."""
-    if not isinstance(value, str):
-        return value
+def missing_hint(missing: dict[str, list[str]]) -> str:
+    """Where the env values behind the missing variables belong (secrets never in config.env)."""
+    from tasks.runtime.secrets import where_to_set
 
-    def lookup(kind: str, name: str) -> Any:
-        if kind == "var":
-            if name in supplied:
-                return supplied[name]
-            if name in spec.auto_values:
-                return spec.auto_values[name]
-            var = spec.variables.get(name)
-            return var.default if var and var.has_default else None
-        return spec.locals.get(name)
-
-    for _ in range(5):  # locals may refer to variables, a few levels deep
-        changed = False
-
-        def sub(m: re.Match[str]) -> str:
-            nonlocal changed
-            found = lookup(m.group(1), m.group(2))
-            if isinstance(found, str | int | float) and not isinstance(found, bool):
-                changed = True
-                return str(found)
-            return m.group(0)
-
-        value = _HCL_REF.sub(sub, value)
-        if not changed:
-            break
-    return value
-
-
-# ------------------------------------------------------------------ ISOs
-
-
-def iso_refs(spec: TemplateSpec, supplied: dict[str, str]) -> list[IsoRef]:
-    """Every ISO the template's proxmox-iso sources boot or attach."""
-    refs: list[IsoRef] = []
-    for source in spec.sources:
-        if source.type not in ("proxmox-iso", "proxmox"):
-            continue
-        groups = [source.attrs]
-        groups += [g for g in _blocks(source.attrs, "boot_iso") if isinstance(g, dict)]
-        groups += [g for g in _blocks(source.attrs, "additional_iso_files") if isinstance(g, dict)]
-        for group in groups:
-            ref = _iso_ref(spec, source, group, supplied)
-            if ref is not None:
-                refs.append(ref)
-    return refs
-
-
-def _iso_ref(
-    spec: TemplateSpec, source: Source, group: dict[str, Any], supplied: dict[str, str]
-) -> IsoRef | None:
-    where = f"template {spec.name} ({source.label})"
-
-    def get(key: str) -> str | None:
-        raw = group.get(key)
-        if isinstance(raw, list):
-            raw = raw[0] if raw else None
-        if raw is None:
-            return None
-        value = str(resolve(raw, spec, supplied))
-        if "${" in value:
-            raise ConfigError(
-                f"{where}: cannot resolve {key} = {raw!r}",
-                hint="use plain strings or var./local. references with known values for ISO settings",
-            )
-        return value
-
-    iso_file = get("iso_file")
-    url = get("iso_url") or get("iso_urls")
-    if not iso_file and not url:
-        return None
-    storage = get("iso_storage_pool")
-    filename: str | None = None
-    if iso_file:
-        if ":" not in iso_file or not iso_file.split(":", 1)[1].startswith("iso/"):
-            raise ConfigError(
-                f"{where}: iso_file {iso_file!r} is not a volume id",
-                hint="expected STORAGE:iso/FILE.iso",
-            )
-        storage, volname = iso_file.split(":", 1)
-        filename = volname.removeprefix("iso/")
-    local_path: Path | None = None
-    if url and not re.match(r"^(https?|ftp)://", url):
-        local_path = (spec.folder / url.removeprefix("file://")).resolve()
-        url = None
-    if filename is None:
-        filename = local_path.name if local_path else (url or "").rstrip("/").rsplit("/", 1)[-1]
-    return IsoRef(
-        template=spec.name,
-        storage=storage,
-        filename=filename,
-        url=url,
-        local_path=local_path,
-        checksum=normalise_checksum(get("iso_checksum"), where),
+    names = sorted({n for names in missing.values() for n in names})
+    where = where_to_set(names) + "; " if names else ""
+    return (
+        f"{where}`inv env.show` shows what is set (mapping: layers/l1/layer.yaml packer:, "
+        "per template packer.templates.NAME)"
     )
 
 
-_HEX_ALGORITHMS = {32: "md5", 40: "sha1", 56: "sha224", 64: "sha256", 96: "sha384", 128: "sha512"}
-
-
-def normalise_checksum(raw: str | None, where: str) -> str | None:
-    """`sha256:<hex>` from Packer's forms (`sha256:..`, bare hex, `none`); `file:` is not supported."""
-    if raw is None or raw.strip().lower() in ("", "none"):
-        return None
-    text = raw.strip()
-    algorithm, _, digest = text.rpartition(":")
-    if algorithm == "file" or text.startswith("file:"):
-        raise ConfigError(
-            f"{where}: iso_checksum {raw!r} points at a checksum file",
-            hint="give the checksum itself (sha256:<hex>) so it can be verified by Proxmox",
-        )
-    digest = digest.lower()
-    if not re.fullmatch(r"[0-9a-f]+", digest):
-        raise ConfigError(f"{where}: iso_checksum {raw!r} is not a hex digest")
-    algorithm = algorithm.lower() or _HEX_ALGORITHMS.get(len(digest), "")
-    if _HEX_ALGORITHMS.get(len(digest)) != algorithm:
-        raise ConfigError(
-            f"{where}: iso_checksum {raw!r}: a {algorithm or '?'} digest has a different length"
-        )
-    return f"{algorithm}:{digest}"
+def describe_missing(spec: TemplateSpec, missing: dict[str, list[str]]) -> list[str]:
+    """One phrase per variable without a value, saying what would give it one."""
+    parts = []
+    for var, names in sorted(missing.items()):
+        where = spec.variables[var].where if var in spec.variables else ""
+        if names:
+            parts.append(f"{var} (set {' and '.join(names)})")
+        else:
+            parts.append(
+                f"{var} (declared at {where} without a default: map it in layers/l1/layer.yaml, "
+                f"set it in a *.auto.pkrvars.hcl file, or set PKR_VAR_{var})"
+            )
+    return parts

@@ -176,21 +176,16 @@ def _blocks(items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [(label, body) for item in items for label, body in item.items()]
 
 
-def parse_file(path: Path, rel: str) -> dict[str, Any]:
-    import hcl2
-    from hcl2 import SerializationOptions
+def parse_file(path: Path, rel: str, cache_dir: Path | None = None) -> dict[str, Any]:
+    """One declaration file through the runner's one HCL loader (tasks/l1/hcl.py) and its parse
+    cache: a syntax error names the line, an attribute set twice in a block names both lines."""
+    from tasks.l1.hcl import HclError, load_hcl
 
-    options = SerializationOptions(
-        strip_string_quotes=True, explicit_blocks=False, with_comments=False
-    )
     try:
-        with path.open(encoding="utf-8") as fh:
-            return hcl2.load(fh, serialization_options=options)
-    except OSError as exc:
-        raise ConfigError(f"{rel}: cannot read: {exc.strerror}") from None
-    except Exception as exc:  # python-hcl2 raises lark errors of many kinds
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{rel}: not valid HCL: {first}") from None
+        return load_hcl(path, cache_dir, rel).doc
+    except HclError as exc:
+        where = f" (line {exc.line}, column {exc.column})" if exc.line and exc.column else ""
+        raise ConfigError(f"{rel}: not valid HCL{where}: {exc.detail}") from None
 
 
 def _vm_from(name: str, body: dict[str, Any], source: str, default_node: str) -> VmSpec:
@@ -275,9 +270,10 @@ def load_specs(layer_dir: Path, project_root: Path, default_node: str) -> list[V
     specs: list[VmSpec] = []
     seen: dict[str, str] = {}
     vmids: dict[int, str] = {}
+    cache_dir = project_root / ".work" / "l1" / "parse-cache"
     for path in declaration_files(layer_dir):
         rel = str(path.relative_to(project_root))
-        data = parse_file(path, rel)
+        data = parse_file(path, rel, cache_dir)
         unknown = sorted(set(data) - {"defaults", "vm"})
         if unknown:
             raise ConfigError(

@@ -1,6 +1,7 @@
 """Sweep cases for the L1 template tasks: fakepve over HTTPS with the Doppler sentinel as the
 token secret and a sentinel as Packer's password, and Debian's real packer building the sample
-proxmox-clone template (so the password travels through PKR_VAR_* and Packer's output and log)."""
+proxmox-clone template (so the password travels through PKR_VAR_* and Packer's output and log).
+The password is also set in an `*.auto.pkrvars.hcl` file, which must never reach the parse cache."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ CASES = {
     ],
     "l1.promote": [["l1.promote", NAME, "--dry-run"], ["l1.promote", NAME]],
     "l1.history": [["l1.history", NAME], ["l1.history", NAME, "--json"]],
+    "l1.adopt": [
+        ["l1.adopt", NAME, "--vmid", "9000", "--dry-run"],
+        ["l1.adopt", NAME, "--vmid", "9000", "--profile", "{profile}"],
+        ["l1.list", "--json"],
+    ],
 }
 
 
@@ -37,6 +43,8 @@ def prepare(repo: Path, sentinels: dict[str, str]):
         served.pve.apitokens[served.token_id] = sentinels["doppler"]
         served.pve.password = sentinels["shell"]
         served.add_template(9000, "debian12-base")
+        pkrvars = repo / "layers/l1/templates" / NAME / "secret.auto.pkrvars.hcl"
+        pkrvars.write_text(f'proxmox_password = "{sentinels["shell"]}"\n')
         env = served.env(PM_TOKEN_SECRET=sentinels["doppler"], REQUESTS_CA_BUNDLE=served.cafile)
         env.update({"PM_USER": "root@pam", "PM_PASSWORD": sentinels["shell"]})
         yield env

@@ -70,7 +70,7 @@ source "proxmox-iso" "debian12" {
   boot_command = [
     "<esc><wait>",
     "auto url=http://{{ .HTTPIP }}:{{ .HTTPPort }}/preseed.cfg ",
-    "hostname=debian12-base domain=home.arpa<enter>",
+    "hostname=debian12-base domain=home.example.net<enter>",
   ]
 
   # The installer's build-only account; scripts/cleanup.sh locks it, and cloud-init gives every
