@@ -58,3 +58,40 @@ def table_rows(stdout: str, lab: SshLab) -> dict[str, list[str]]:
         for line in stdout.splitlines()
         if line.split() and line.split()[0] in lab.hosts
     }
+
+
+# --- k3s on the lab: the installer stand-in's record ------------------------------------------
+
+
+def k3s_lab(servers: list[str], agents: list[str]) -> SshLab:
+    """Real sshd hosts made a k3s cluster: roles, and an API stand-in on each server."""
+    lab = start_lab([*servers, *agents])
+    lab.k3s_roles(servers, agents)
+    return lab
+
+
+def k3s_records(lab: SshLab, name: str) -> list[dict[str, str]]:
+    """The installer stand-in's record on host `name`: one dict per line (`event` is the first
+    word: installed, uninstalled, kubectl; `key=value` words become keys)."""
+    path = lab.state / name / "k3s" / "bin" / "k3s-standin.log"
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        words = line.split()
+        record = {"event": words[0], "line": line}
+        if words[0] in ("installed", "uninstalled"):
+            plain = [w for w in words[1:] if "=" not in w]
+            record["version"], record["role"] = (
+                (plain + ["", ""])[:2] if words[0] == "installed" else ("", plain[0])
+            )
+        for word in words[1:]:
+            key, sep, value = word.partition("=")
+            if sep:
+                record[key] = value
+        records.append(record)
+    return records
+
+
+def installs(lab: SshLab, name: str) -> list[dict[str, str]]:
+    return [r for r in k3s_records(lab, name) if r["event"] == "installed"]

@@ -1,5 +1,6 @@
-"""host.apply / host.delete end to end over real SSH; stand-ins only for the k3s download and
-Cloudflare's API (tasks/rehearsal/ssh_standins.py)."""
+"""host.apply / host.delete end to end over real SSH on one host (HOST_NAME a single server);
+stand-ins only for the k3s download and Cloudflare's API (tasks/rehearsal/ssh_standins.py).
+Groups of servers and agents: tests/test_k3s_join.py."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def _env(dns: DnsApiStandin, installer: K3sInstallerStandin, **extra: str) -> di
         "DDNS_IP_URL": dns.ip_url,
         "K3S_INSTALL_URL": installer.url,
         "K3S_TOKEN": K3S_TOKEN,
+        "HOST_NAME": "k3s-1",
     }
     return base_env(**{**settings, **extra})
 
@@ -65,7 +67,7 @@ def test_apply_is_idempotent_and_delete_reverses_in_order(
         "home.example.net",
         "203.0.113.10",
     )
-    assert "k3s v1.31.4+k3s1 installed on k3s-1" in first.stdout
+    assert "k3s v1.31.4+k3s1 server (was not installed)" in first.stdout
     bin_dir = lab.state / "k3s-1/k3s/bin"
     log = (bin_dir / "k3s-standin.log").read_text()
     assert "installed v1.31.4+k3s1 server" in log  # the pinned version reached the installer
@@ -144,14 +146,14 @@ def test_host_env_file_overrides_and_gate(
 ) -> None:
     lab.write_inventory(sample_repo)
     override = tmp_path / "host.env"
-    override.write_text("FEAT_DYNAMIC_DNS=false\nK3S_CLUSTER=lab\n")
+    override.write_text("FEAT_DYNAMIC_DNS=false\n")
     result = run_inv(
         sample_repo, "host.apply", "--host-env", str(override), env=_env(dns, installer)
     )
     assert result.returncode == 0, result
     assert "gated off: FEAT_DYNAMIC_DNS=false" in result.stdout
     assert dns.requests == []
-    assert (sample_repo / ".work/lab/kubeconfig").exists()
+    assert (sample_repo / ".work/home/kubeconfig").exists()
 
 
 def test_missing_settings_are_config_errors(sample_repo: Path) -> None:
@@ -165,7 +167,15 @@ def test_missing_settings_are_config_errors(sample_repo: Path) -> None:
     assert result.returncode == 2, result
     assert "HOST_NAME is not set" in result.stderr
     bad = run_inv(
-        sample_repo, "host.apply", "--only", "install_k3s", env=base_env(K3S_VERSION="latest")
+        sample_repo,
+        "host.apply",
+        "--only",
+        "install_k3s",
+        env=base_env(HOST_NAME="edge1", K3S_VERSION="latest"),
     )
     assert bad.returncode == 2, bad
     assert "K3S_VERSION='latest'" in bad.stderr
+    # The sample's HOST_NAME=k3s: a group whose hosts are L2's VMs, none made yet.
+    empty = run_inv(sample_repo, "host.apply", "--only", "20", env=base_env())
+    assert empty.returncode == 2, empty
+    assert "HOST_NAME='k3s': no hosts yet" in empty.stderr and "inv l2.apply" in empty.stderr

@@ -18,26 +18,26 @@ def test_sample_inventory_lists_out_of_the_box(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "l3.hosts", "--json")
     assert result.returncode == 0, result
     hosts = {h["name"]: h for h in json.loads(result.stdout)}
-    assert hosts["k3s-1"]["groups"] == ["k3s", "homelab"]
-    assert hosts["edge1"]["user"] == "ops"
+    assert hosts["edge1"]["groups"] == ["edge", "homelab"] and hosts["edge1"]["user"] == "ops"
+    assert set(hosts) == {"edge1"}  # the k3s VMs join once L2 has made them (vms.json)
 
     # The sample's addresses are a LAN's; tests reach only loopback. A dry run plans with Ansible's
-    # check mode, so hosts nobody listens for are reported unreachable (exit 4), and that is all.
+    # check mode, so a host nobody listens for is reported unreachable: exit 4 (a plan that could
+    # not look is not "nothing to change"), and that is all.
     inventory = sample_repo / "inventory/hosts.yaml"
     text = inventory.read_text()
-    for address in ("192.168.10.5", "192.168.10.21"):
-        assert f"address: {address}" in text
-        text = text.replace(f"address: {address}", "address: 127.0.0.1\n    port: 1")
-    inventory.write_text(text)
+    assert "address: 10.0.20.5" in text
+    inventory.write_text(text.replace("address: 10.0.20.5", "address: 127.0.0.1\n    port: 1"))
     dry = run_inv(sample_repo, "l3.converge", "homelab", "--dry-run", env=base_env(L3_WAIT="1"))
-    assert dry.returncode == 0, dry
-    assert "site.yml --limit edge1,k3s-1" in dry.stdout and "nothing was changed" in dry.stdout
+    assert dry.returncode == 4, dry
+    assert "site.yml --limit edge1" in dry.stdout and "not checked: edge1" in dry.stdout
+    assert "nothing was changed" in dry.stdout and "edge1 (unreachable)" in dry.stderr
     plan = run_inv(
         sample_repo, "l3.converge", "homelab", "--dry-run", "--check", env=base_env(L3_WAIT="1")
     )
     assert plan.returncode == 4, plan
-    assert "edge1 (unreachable)" in plan.output and "k3s-1 (unreachable)" in plan.output, plan
-    assert "Traceback" not in plan.output
+    assert "edge1 (unreachable)" in plan.output, plan
+    assert "Traceback" not in plan.output and "Traceback" not in dry.output
 
 
 def test_schema_error_names_file_and_location(sample_repo: Path) -> None:
@@ -87,7 +87,7 @@ def test_vms_from_l2_are_merged(sample_repo: Path) -> None:
     )
     inv = load_inventory(Project(sample_repo))
     assert inv.hosts["k3s-2"].address == "192.168.10.22"
-    assert [h.name for h in inv.select("k3s")] == ["k3s-1", "k3s-2"]  # joined by tag
+    assert [h.name for h in inv.select("k3s")] == ["k3s-2"]  # joined by tag
     assert [h.name for h in inv.select("dev")] == ["dev1"]  # a group from `groups`
     assert "booting" not in inv.hosts  # no address yet
     assert "k3s-2" in [h.name for h in inv.select("homelab")]  # through the child group
@@ -119,6 +119,6 @@ def test_jump_host_renders_a_checked_proxy_command(sample_repo: Path) -> None:
     inv = load_inventory(Project(sample_repo))
     assert inv.target(inv.hosts["bastion"]).jump is None  # the default does not apply to itself
     settings = SshSettings(sample_repo / "inventory/ssh/known_hosts")
-    rendered = ansible_document(inv, settings)["all"]["hosts"]["k3s-1"]["ansible_ssh_common_args"]
+    rendered = ansible_document(inv, settings)["all"]["hosts"]["edge1"]["ansible_ssh_common_args"]
     assert "ProxyCommand=" in rendered and "StrictHostKeyChecking=yes" in rendered
     assert "jump@198.51.100.1" in rendered

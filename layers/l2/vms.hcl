@@ -3,6 +3,10 @@
 # template: an L1 stable manifest name (layers/l1/artifacts/<name>/stable.json), else the name
 # of a template in the cluster, else its VMID. Left out: the only stable manifest there is.
 # Only declared attributes are managed; the rest keep the template's values.
+#
+# The k3s cluster `home`: `groups` puts each VM in inventory/hosts.yaml's k3s_servers or k3s_agents
+# (their k3s_role and k3s options), the `k3s` tag in the `k3s` group the host orchestrator installs
+# (HOST_NAME=k3s). The first server initialises the cluster; the agents join it.
 
 defaults {
   template      = "debian12-k3s"

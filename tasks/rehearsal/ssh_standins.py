@@ -9,7 +9,11 @@
 - `K3sInstallerStandin`: serves a stand-in for the `https://get.k3s.io` install script over
   plain HTTP on loopback. Used only because the real download cannot happen here; the script
   honours the installer's real variables and writes what the real one writes (binary, uninstall
-  script, kubeconfig) under directories the unprivileged test user owns.
+  script, token, kubeconfig) under directories the unprivileged test user owns, and records each
+  run (standins/k3s_install_standin.sh).
+- `K3sApiStandin`: a thin stand-in for a k3s server's supervisor port (HTTPS `/ping` and
+  `/cacerts`, the two calls a joining node makes before it has credentials), answering only while
+  the stand-in `k3s` binary is installed on that server. Used only because no k3s can run here.
 """
 
 from __future__ import annotations
@@ -185,6 +189,8 @@ class SshLab:
         if os.geteuid() == 0:
             shutil.chown(self.state, user=user, group=user)
         self.subnet = random.randint(2, 250)
+        self.roles: dict[str, str] = {}  # host -> k3s role, once `k3s_roles` gave them
+        self.apis: dict[str, K3sApiStandin] = {}  # server -> its API stand-in
         try:
             for name in names:
                 self.add(name)
@@ -249,21 +255,54 @@ class SshLab:
             "l4_apps_dir": f"{root}/apps",
         }
 
-    def k3s_vars(self, name: str) -> dict[str, Any]:
+    def k3s_vars(self, name: str, role: str = "server") -> dict[str, Any]:
+        """k3s inside the host's own folder: binary, config, data dir (token), kubeconfig; a
+        server with an API stand-in listens where the stand-in does (`https-listen-port`)."""
         base = f"{self.state}/{name}/k3s"
+        config: dict[str, Any] = {"data-dir": f"{base}/data"}
+        if role == "server":
+            config["write-kubeconfig"] = f"{base}/etc/k3s.yaml"
+            if name in self.apis:
+                config["https-listen-port"] = self.apis[name].port
+            config["disable"] = ["traefik"]
+        config["node-label"] = [f"homelab/role={role}"]
         return {
             "k3s_become": False,
             "k3s_bin_dir": f"{base}/bin",
             "k3s_config_file": f"{base}/etc/config.yaml",
-            "k3s_config": {
-                "write-kubeconfig": f"{base}/etc/k3s.yaml",
-                "disable": ["traefik"],
-                "node-label": ["homelab/role=server"],
-            },
+            "k3s_config": config,
         }
 
-    def inventory(self, groups: dict[str, Any] | None = None, **extra_vars: Any) -> dict:
+    def k3s_roles(self, servers: list[str], agents: list[str]) -> None:
+        """Make these hosts a k3s cluster: each server gets an API stand-in on its address (so a
+        joining node can wait for it), and `inventory` puts them in k3s groups."""
+        for name in servers:
+            self.roles[name] = "server"
+            if name not in self.apis:
+                host = self.hosts[name]
+                api = K3sApiStandin(host.address, self.state / name / "k3s" / "bin" / "k3s")
+                self.apis[name] = api.start(self.root / f"{name}-api")
+        for name in agents:
+            self.roles[name] = "agent"
+
+    def k3s_groups(self, *, members: bool = True) -> dict[str, Any]:
+        """The sample's k3s groups (inventory/hosts.yaml): roles as group vars, `k3s` over both.
+        Without `members` the groups list no hosts: L2's VMs join them by their `groups`."""
+        servers = [n for n, r in self.roles.items() if r == "server"]
+        agents = [n for n, r in self.roles.items() if r == "agent"]
+        return {
+            "k3s_servers": {"hosts": servers if members else [], "vars": {"k3s_role": "server"}},
+            "k3s_agents": {"hosts": agents if members else [], "vars": {"k3s_role": "agent"}},
+            "k3s": {"children": ["k3s_servers", "k3s_agents"]},
+        }
+
+    def inventory(
+        self, groups: dict[str, Any] | None = None, *, members: bool = True, **extra_vars: Any
+    ) -> dict:
         """A `hosts.yaml` document for these hosts (the runner's own inventory format)."""
+        chosen = groups or {"lab": {"hosts": list(self.hosts)}}
+        if self.roles:
+            chosen = {**chosen, **self.k3s_groups(members=members)}
         return {
             "ssh": {
                 "user": self.user,
@@ -274,10 +313,14 @@ class SshLab:
             },
             "vars": {**self.host_vars(), **extra_vars},
             "hosts": {
-                h.name: {"address": h.address, "port": h.port, "vars": self.k3s_vars(h.name)}
+                h.name: {
+                    "address": h.address,
+                    "port": h.port,
+                    "vars": self.k3s_vars(h.name, self.roles.get(h.name, "server")),
+                }
                 for h in self.hosts.values()
             },
-            "groups": groups or {"lab": {"hosts": list(self.hosts)}},
+            "groups": chosen,
         }
 
     def write_inventory(self, repo: Path, *, pinned: bool = True, **kwargs: Any) -> None:
@@ -292,6 +335,8 @@ class SshLab:
         known.write_text(self.known_hosts() if pinned else "")
 
     def close(self) -> None:
+        for api in self.apis.values():
+            api.close()
         for host in self.hosts.values():
             host.stop()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -493,3 +538,99 @@ class K3sInstallerStandin:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+@dataclass
+class K3sApiStandin:
+    """A k3s server's supervisor port on `address`: HTTPS (a self-signed certificate, as k3s's own
+    CA is to a joining node), `GET /ping` -> `pong` and `GET /cacerts` -> the certificate, the two
+    unauthenticated calls of k3s's router. It answers 503 unless `binary` (the stand-in
+    installer's `k3s`) exists, as a real server answers only once k3s runs; `down` makes it refuse
+    every call (an unreachable server). `calls` counts what it was asked."""
+
+    address: str
+    binary: Path
+    port: int = 0
+    down: bool = False
+    calls: list[str] = field(default_factory=list)
+    server: _Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.address}:{self.port}"
+
+    def start(self, folder: Path) -> K3sApiStandin:
+        import ssl
+
+        folder.mkdir(parents=True, exist_ok=True)
+        cert, key = _self_signed(folder, self.address)
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                standin.calls.append(self.path)
+                up = standin.binary.exists() and not standin.down
+                body = b"pong" if self.path == "/ping" else cert.read_bytes()
+                if not up or self.path not in ("/ping", "/cacerts"):
+                    body = b"k3s is not running" if not up else b"404 page not found"
+                self.send_response(200 if up and self.path in ("/ping", "/cacerts") else 503)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = _Server((self.address, self.port or free_port(self.address)), Handler)
+        self.port = int(self.server.server_address[1])
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+def _self_signed(folder: Path, address: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `address` (cryptography comes with paramiko)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k3s-standin")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "api.crt", folder / "api.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
