@@ -95,10 +95,16 @@ def clean(run, dry_run=False, all=False):
     for path, why in kept:
         say(f"keep     {project.rel(path)} ({why})")
     if not all and (project.work / "traces").is_dir():
-        runs = sum(1 for _ in (project.work / "traces").glob("*.json"))
+        from tasks.history.store import DEFAULT_KEEP, beyond_retention
+
+        keep = run.settings.integer("RUNS_KEEP", DEFAULT_KEEP)
+        old = beyond_retention(project.work, keep - 1)  # this run's own trace is one of them
+        runs = sum(1 for _ in (project.work / "traces").glob("*.json")) - len(old)
         say(
-            f"keep     .work/traces/ (the run history: {runs} run(s); `inv clean --all` removes it)"
+            f"keep     .work/traces/ (the run history: {runs} run(s); the newest RUNS_KEEP={keep} "
+            "stay; `inv clean --all` removes it)"
         )
+        remove.extend(old)  # older than the newest RUNS_KEEP runs
     if not remove:
         say("nothing to clean")
         return

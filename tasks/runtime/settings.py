@@ -104,6 +104,8 @@ SETTINGS: dict[str, Setting] = dict(
         _s("SSH_CONNECT_TIMEOUT", "duration", minimum=0.1, maximum=3600),
         _s("DDNS_TTL", "int", minimum=1, maximum=86400),
         _s("DDNS_PROXIED", "bool"),
+        _s("RUNS_KEEP", "int", minimum=1, maximum=100000),  # the run history kept (inv runs)
+        _s("PLAN_MAX_AGE", "duration", minimum=0),  # a saved plan older is refused (up --plan)
     ]
 )
 SETTINGS["SSH_HOST_KEY_CHECKING"] = Setting(

@@ -1,0 +1,137 @@
+"""`inv plan`: is the homelab as declared, and what would `inv up` change? Read-only, every layer.
+
+The layers' own reads (tasks/plan/readers.py) run at once through the bounded fan-out, with the
+run's seam switched to a dry run first, so a mutation that reached it would be withheld and
+recorded as such. Exit codes follow Terraform's `-detailed-exitcode`: 0 as declared, 2 changes
+pending, 1 an error (a layer or host that could not be read is an error, never "no change").
+Bad input to `inv plan` (an unknown `--layer`, a bad setting) is exit 1 too, with the message
+saying it is bad input: exit 2 means "changes pending" here.
+"""
+
+from __future__ import annotations
+
+from tasks.runtime.cli import task
+
+LAYER_NAMES = ("l0", "l1", "l2", "l3", "l4", "gitops")
+
+
+def parse_layers(raw: list[str] | None) -> list[str]:
+    """`--layer l1 --layer l2` or `--layer l1,l2` (default: every layer), in layer order."""
+    from tasks.runtime.errors import ConfigError
+
+    wanted = [p.strip().lower() for value in raw or [] for p in str(value).split(",") if p.strip()]
+    unknown = [w for w in wanted if w not in LAYER_NAMES]
+    if unknown:
+        raise ConfigError(
+            f"--layer {', '.join(unknown)}: expected {', '.join(LAYER_NAMES)}",
+            hint="repeat --layer or give a comma-separated list, e.g. --layer l1,l2",
+        )
+    return [name for name in LAYER_NAMES if not wanted or name in wanted]
+
+
+def read_layers(run, layers: list[str], *, deep: bool = False):
+    """Every chosen layer's reads, at once; a reader that fails is its layer's error item."""
+    from tasks.plan.readers import ERROR, READERS, Item, LayerPlan, read_l2
+    from tasks.runtime.fanout import fan_out
+
+    def work(layer: str) -> LayerPlan:
+        return read_l2(run, deep=deep) if layer == "l2" else READERS[layer](run)
+
+    from tasks.runtime.trace import utc_now
+
+    started = utc_now()
+    plans = []
+    for outcome in fan_out(layers, work, parallel=len(layers) or 1):
+        if outcome.ok:
+            found = outcome.value
+        else:
+            found = LayerPlan(outcome.name, outcome.name.upper())
+            found.items.append(Item(outcome.name, ERROR, f"{outcome.status}: {outcome.detail}"))
+        found.seconds = outcome.seconds
+        plans.append(found)
+        state = "failed" if found.errors else "changes" if found.changes else "ok"
+        run.record_step(
+            {
+                "id": f"plan {outcome.name}",
+                "outcome": state,
+                "started": started,
+                "seconds": round(outcome.seconds, 3),
+                "reason": f"{found.changes} to change, {found.errors} in error",
+            }
+        )
+    return plans
+
+
+@task(
+    traced=True,
+    iterable=["layer"],
+    help={
+        "layer": "only this layer (l0, l1, l2, l3, l4, gitops); repeat it or give a comma list",
+        "json": "print the plan as JSON",
+        "quiet": "one line per drifted item, nothing when all is as declared (for cron and CI)",
+        "deep": "L2: read every VM's config too (finds changes made by hand; one call per VM)",
+        "profile": "extra env file, highest precedence",
+        "out": "also save the plan to FILE (JSON, masked, with a digest of every fact read); "
+        "`inv up --plan FILE` applies exactly it",
+    },
+)
+def plan(run, layer=None, json=False, quiet=False, deep=False, profile=None, out=None):
+    """Plan every layer read-only: what `inv up` would change (exit 0 none, 2 pending, 1 error)."""
+    from invoke import Exit
+
+    from tasks.plan.report import as_json, drift_lines, notify, print_tables, summary
+    from tasks.runtime.console import say
+    from tasks.runtime.errors import ConfigError, HomelabError
+
+    was_dry = run.dry_run
+    try:
+        layers = parse_layers(layer)
+        _ = run.env  # resolved (and every setting checked) before the readers fan out
+        notify_url = (run.env.get("NOTIFY_URL") or "").strip()
+        if notify_url:
+            from tasks.runtime.seam.http import check_credential_url
+
+            check_credential_url(notify_url, "NOTIFY_URL")
+    except ConfigError as exc:
+        raise HomelabError(
+            f"bad input to plan (exit 1: plan's exit 2 means changes pending): {exc.message}",
+            hint=exc.hint,
+            code=1,
+        ) from None
+    run.dry_run = run.effects.dry_run = True  # a plan is the seam's reads, every mutation withheld
+    plans = read_layers(run, layers, deep=deep)
+    result = summary(plans)
+    run.extra["plan"] = result
+    saved = None
+    if out:
+        from tasks.plan.saved import write_saved
+
+        saved = write_saved(run, out, plans, deep=deep, was_dry=was_dry)
+    if json:
+        say(as_json(plans))
+    elif quiet:
+        for line in drift_lines(plans):
+            say(line)
+    else:
+        print_tables(plans)
+        say("")
+        say(
+            f"plan: {result['changes']} change(s) pending, {result['errors']} error(s) "
+            f"across {len(plans)} layer(s); nothing was changed"
+        )
+    if saved is not None:
+        # On stderr: stdout stays the plan (JSON with --json, drift lines with --quiet).
+        from tasks.runtime.console import progress, wrap
+
+        note = f"plan saved to {saved}: apply it with `inv up --plan {out}` (within PLAN_MAX_AGE)"
+        for line in wrap(note, indent="  "):
+            progress(line)
+    notify(run, plans, was_dry)
+    if result["errors"]:
+        raise HomelabError(
+            f"plan: {result['errors']} item(s) could not be read or are broken",
+            hint="the rows in error above say why",
+            code=1,
+        )
+    if result["changes"]:
+        raise Exit(code=2)

@@ -1,0 +1,134 @@
+"""Run history through the front door: `inv runs`, `inv runs.show`, retention in `inv clean`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import base_env, run_inv
+
+SECRET = "argv-secret-value-1234"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return base_env(COLUMNS="200", **extra)
+
+
+def test_a_failed_run_is_listed_with_its_failed_step_and_shown_on_a_timeline(
+    sample_repo: Path,
+) -> None:
+    failed = run_inv(sample_repo, "up", "--to", "l0", env=_env())
+    assert failed.returncode != 0, failed
+    listed = run_inv(sample_repo, "runs", env=_env())
+    assert listed.returncode == 0, listed
+    (line,) = [ln for ln in listed.stdout.splitlines() if ln.endswith("up --to l0")]
+    assert "failed (exit" in line and "at 00_l0_runway" in line and "@" in line
+    assert max(len(ln) for ln in listed.stdout.splitlines()) <= 120
+
+    shown = run_inv(sample_repo, "runs.show", "last", env=_env())
+    assert shown.returncode == 0, shown
+    assert "failed at step 00_l0_runway" in shown.stdout
+    timeline = [ln for ln in shown.stdout.splitlines() if ln.startswith("step ")]
+    assert timeline and timeline[0].split()[1] == "00_l0_runway"
+    assert any(ch in shown.stdout for ch in "█▌▏"), "a bar per step"
+    assert max(len(ln.rstrip()) for ln in shown.stdout.splitlines()) <= 120
+
+    as_json = json.loads(run_inv(sample_repo, "runs.show", "last", "--json", env=_env()).stdout)
+    assert as_json["failed_step"] == "00_l0_runway"
+    (step,) = [r for r in as_json["timeline"] if r["kind"] == "step"]
+    assert step["outcome"] == "failed" and step["seconds"] >= 0
+    assert as_json["command"] == "up --to l0"
+
+
+def test_arguments_are_masked_in_the_listing(sample_repo: Path) -> None:
+    secrets = sample_repo / "inventory" / "profiles" / "secrets.env"
+    secrets.write_text(f"SOME_PASSWORD={SECRET}\n")
+    missing = run_inv(sample_repo, "runs.show", SECRET, env=_env())
+    assert missing.returncode == 2 and SECRET not in missing.output, missing
+    listed = run_inv(sample_repo, "runs", "--json", env=_env())
+    (entry,) = json.loads(listed.stdout)
+    assert entry["command"] == "runs.show ***" and entry["outcome"] == "failed"
+    assert SECRET not in listed.stdout
+    for trace in (sample_repo / ".work" / "traces").glob("*.json"):
+        assert SECRET not in trace.read_text()
+
+
+def test_an_id_that_is_not_there_is_exit_2_naming_the_runs(sample_repo: Path) -> None:
+    result = run_inv(sample_repo, "runs.show", "nope", env=_env())
+    assert result.returncode == 2 and "no runs recorded yet" in result.stderr, result
+    run_inv(sample_repo, "runs.show", "nope", env=_env())  # now one (failed) run is recorded
+    again = run_inv(sample_repo, "runs.show", "nope", env=_env())
+    assert again.returncode == 2 and "no run 'nope'" in again.stderr, again
+
+
+def _fake_trace(folder: Path, n: int) -> Path:
+    stamp = f"2026-01-0{n}T10:00:00Z"
+    path = folder / f"l2-apply-2026010{n}T100000Z-{100 + n}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "run": f"2026010{n}T100000Z-{100 + n}",
+                "task": "l2.apply",
+                "argv": ["inv", "l2.apply"],
+                "started": stamp,
+                "ended": stamp,
+                "seconds": 1.0,
+                "outcome": "ok",
+                "exit_code": 0,
+                "operator": "ops",
+                "host": "lab",
+                "steps": [],
+                "effects": [],
+            }
+        )
+    )
+    return path
+
+
+def test_retention_keeps_the_last_runs_and_clean_all_removes_the_history(
+    sample_repo: Path,
+) -> None:
+    folder = sample_repo / ".work" / "traces"
+    folder.mkdir(parents=True)
+    made = [_fake_trace(folder, n) for n in range(1, 6)]
+    listed = run_inv(sample_repo, "runs", env=_env())
+    assert listed.stdout.index("20260105T") < listed.stdout.index("20260101T"), "newest first"
+
+    dry = run_inv(sample_repo, "clean", "--dry-run", env=_env(RUNS_KEEP="3"))
+    assert dry.returncode == 0, dry
+    assert "the newest RUNS_KEEP=3 stay" in dry.stdout
+    assert all(p.exists() for p in made)
+    done = run_inv(sample_repo, "clean", env=_env(RUNS_KEEP="3"))
+    assert done.returncode == 0, done
+    # The two newest runs stay (the dry clean's and the last fake one), and this clean makes three.
+    assert [p.exists() for p in made] == [False, False, False, False, True]
+    left = json.loads(run_inv(sample_repo, "runs", "--json", env=_env()).stdout)
+    assert [r["task"] for r in left] == ["clean", "clean", "l2.apply"]
+    assert [r["dry_run"] for r in left[:2]] == [False, True]
+
+    bad = run_inv(sample_repo, "clean", env=_env(RUNS_KEEP="0"))
+    assert bad.returncode == 2 and "RUNS_KEEP" in bad.stderr, bad
+
+    everything = run_inv(sample_repo, "clean", "--all", env=_env())
+    assert everything.returncode == 0, everything
+    assert "remove  .work/traces/" in everything.stdout
+    assert not any(p.exists() for p in made)
+
+
+def test_every_run_keeps_only_the_last_runs(sample_repo: Path) -> None:
+    """Retention is not left to `inv clean`: a cron'd task must not fill the disk."""
+    for _ in range(4):
+        done = run_inv(sample_repo, "app.mode", "staging-le-prod", env=_env(RUNS_KEEP="2"))
+        assert done.returncode == 0, done
+    traces = sorted((sample_repo / ".work" / "traces").glob("*.json"))
+    assert len(traces) == 2, traces
+
+
+def test_a_secret_on_the_command_line_of_a_task_without_env_is_masked_in_its_trace(
+    sample_repo: Path,
+) -> None:
+    (sample_repo / "inventory/profiles/secrets.env").write_text(f"SOME_TOKEN={SECRET}\n")
+    shown = run_inv(sample_repo, "runs.show", SECRET, env=_env())
+    assert shown.returncode == 2, shown
+    for trace in (sample_repo / ".work" / "traces").glob("*.json"):
+        assert SECRET not in trace.read_text(), trace.name
