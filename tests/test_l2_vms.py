@@ -10,7 +10,7 @@ from helpers import run_inv
 from pve_fixtures import PveFixture, pve_fixture  # noqa: F401
 
 from tasks.l2.actions import spec_digest
-from tasks.l2.facts import encode_sshkeys, parse_net
+from tasks.l2.facts import CLONE_MARK, encode_sshkeys, parse_net
 from tasks.l2.spec import load_specs
 
 SAMPLE = ("k3s-server-1", "k3s-agent-1", "k3s-agent-2")
@@ -119,12 +119,72 @@ def test_unmarked_vm_with_a_declared_name_is_an_error(lab) -> None:
     assert pve.writes() == []
 
 
+def test_a_detached_vm_with_the_clone_mark_is_never_adopted(lab) -> None:
+    _repo, pve = lab
+    config = {"cores": 16, "memory": 65536, "tags": "prod", "description": CLONE_MARK}
+    pve.fake.add_vm(300, "k3s-agent-1", node="pve1", config=config)
+    result = inv(lab, "l2.apply")
+    assert result.returncode == 3, result
+    assert "exists without the tag 'homelab-runner'" in result.stderr
+    assert pve.writes() == []
+    vm = vms(pve)["k3s-agent-1"]
+    assert (vm.config["cores"], vm.config["tags"]) in (("16", "prod"), (16, "prod"))
+
+
+def test_an_interrupted_clone_is_adopted_from_the_runners_own_record(lab) -> None:
+    repo, pve = lab
+    # The clone is served, its first config write is not: the VM has the mark, not the tag.
+    pve.fake.fail("PUT", "/nodes/pve1/qemu/211/config", 500, "connection lost", times=1)
+    first = inv(lab, "l2.apply", PVE_RETRIES="1")
+    assert first.returncode == 4, first
+    record = json.loads((repo / ".work" / "l2" / "clones.json").read_text())
+    assert [(e["vmid"], e["node"], e["name"]) for e in record["clones"]] == [
+        (211, "pve1", "k3s-server-1")
+    ]
+    assert OWNER not in str(vms(pve)["k3s-server-1"].config.get("tags", ""))
+    again = inv(lab, "l2.apply")
+    assert again.returncode == 0, again
+    made = vms(pve)
+    assert sorted(made) == sorted(SAMPLE) and made["k3s-server-1"].vmid == 211
+    assert OWNER in made["k3s-server-1"].config["tags"].split(";")
+    assert json.loads((repo / ".work" / "l2" / "clones.json").read_text())["clones"] == []
+
+
 def test_vmid_clash_is_an_error(lab) -> None:
     _repo, pve = lab
     pve.fake.add_vm(211, "someone-elses", node="pve1")
     result = inv(lab, "l2.plan")
     assert result.returncode == 3, result
     assert "VMID 211 is taken by 'someone-elses' (not managed by the runner)" in result.stderr
+
+
+def _three_vms(repo: Path, explicit: dict[str, int]) -> None:
+    """vms.hcl with range VMs declared before the ones that name a VMID."""
+    body = ['defaults {\n  template   = "debian12-k3s"\n  vmid_range = "210-249"\n}\n']
+    for name in ("range-a", "range-b", "fixed-a", "fixed-b"):
+        vmid = f"\n  vmid = {explicit[name]}" if name in explicit else ""
+        body.append(f'vm "{name}" {{{vmid}\n  cores = 1\n}}\n')
+    (repo / "layers" / "l2" / "vms.hcl").write_text("\n".join(body))
+
+
+def test_explicit_vmids_are_reserved_before_ranges_hand_out(lab) -> None:
+    repo, pve = lab
+    _three_vms(repo, {"fixed-a": 210, "fixed-b": 211})
+    applied = inv(lab, "l2.apply")
+    assert applied.returncode == 0, applied
+    made = {name: vm.vmid for name, vm in vms(pve).items()}
+    assert made == {"fixed-a": 210, "fixed-b": 211, "range-a": 212, "range-b": 213}
+
+
+def test_two_declarations_naming_one_vmid_are_a_config_error(lab) -> None:
+    repo, pve = lab
+    _three_vms(repo, {"fixed-a": 215, "fixed-b": 215})
+    result = inv(lab, "l2.plan")
+    assert result.returncode == 2, result
+    assert 'vm "fixed-b": vmid 215 is also declared by layers/l2/vms.hcl: vm "fixed-a"' in (
+        result.stderr
+    )
+    assert pve.fake.requests == []
 
 
 def test_partial_failure_reports_pve_reason_and_rerun_converges(lab) -> None:
@@ -185,6 +245,17 @@ def test_orphan_and_destroy(lab) -> None:
     assert [e["name"] for e in inventory["vms"]] == ["k3s-server-1", "k3s-agent-1"]
     assert inv(lab, "l2.destroy", "--yes").returncode == 0
     assert set(vms(pve)) == {"handmade"}
+
+
+def test_destroy_with_a_lost_answer_reads_the_cluster_again(lab) -> None:
+    _repo, pve = lab
+    pve.fake.add_vm(401, "k3s-agent-1", node="pve1", config={"tags": OWNER})
+    # The DELETE is served (the VM goes), but its task's status can never be read back.
+    pve.fake.fail("GET", "/status", 500, "connection lost")
+    gone = inv(lab, "l2.destroy", "--name", "k3s-agent-1", "--yes", PVE_RETRIES="1")
+    assert gone.returncode == 0, gone
+    assert "the answer was lost; reading the cluster again shows it gone" in gone.stdout
+    assert "not destroyed" not in gone.output and "k3s-agent-1" not in vms(pve)
 
 
 def test_stable_manifest_is_the_template(lab) -> None:

@@ -13,39 +13,16 @@ def run_runway(run, *, serial=False, as_json=False) -> None:
 
     from tasks.l0.checks import (
         FAIL,
-        RunwayInputs,
         api_probes,
         env_probes,
         run_probes,
+        runway_inputs,
         tool_probes,
     )
-    from tasks.runtime.config import load_layer_manifest
     from tasks.runtime.console import say
-    from tasks.runtime.errors import ConfigError, ExternalError, HomelabError
+    from tasks.runtime.errors import ConfigError, ExternalError
 
-    env = run.env
-    manifest = load_layer_manifest(run.project, "l0")
-    values = dict(env.merged)
-    node = (values.get("PVE_NODE") or "").strip()
-    storage = (values.get("PVE_STORAGE_VM") or "").strip()
-    inputs = RunwayInputs(
-        env=values,
-        required_env=list(manifest.get("required_env") or []),
-        privileges=dict(manifest.get("privileges") or {}),
-        tools=list(manifest.get("tools") or []),
-        nodes={node} if node else set(),
-        storages={(node, storage)} if node and storage else set(),
-        iso_storage=(values.get("PVE_STORAGE_ISO") or "").strip() or None,
-        iso_node=node or None,
-    )
-    try:
-        from tasks.l2.apply import declared_nodes_and_storages
-
-        nodes, pairs = declared_nodes_and_storages(run)
-        inputs.nodes |= nodes
-        inputs.storages |= {(n, s) for n, s in pairs if n and s}
-    except HomelabError as exc:
-        inputs.l2_error = exc.message.splitlines()[0]
+    inputs = runway_inputs(run)
     probes = env_probes(inputs) + tool_probes(run, inputs)
     client = None
     settings_error: ConfigError | None = None

@@ -48,6 +48,36 @@ class RunwayInputs:
     l2_error: str | None = None
 
 
+def runway_inputs(run: Any) -> RunwayInputs:
+    """What the runway checks, from the run's env, layers/l0/layer.yaml and L2's declarations
+    (the nodes and storages the VMs use); an L2 declaration error is kept for its row."""
+    from tasks.runtime.config import load_layer_manifest
+
+    manifest = load_layer_manifest(run.project, "l0")
+    values = dict(run.env.merged)
+    node = (values.get("PVE_NODE") or "").strip()
+    storage = (values.get("PVE_STORAGE_VM") or "").strip()
+    inputs = RunwayInputs(
+        env=values,
+        required_env=list(manifest.get("required_env") or []),
+        privileges=dict(manifest.get("privileges") or {}),
+        tools=list(manifest.get("tools") or []),
+        nodes={node} if node else set(),
+        storages={(node, storage)} if node and storage else set(),
+        iso_storage=(values.get("PVE_STORAGE_ISO") or "").strip() or None,
+        iso_node=node or None,
+    )
+    try:
+        from tasks.l2.apply import declared_nodes_and_storages
+
+        nodes, pairs = declared_nodes_and_storages(run)
+        inputs.nodes |= nodes
+        inputs.storages |= {(n, s) for n, s in pairs if n and s}
+    except HomelabError as exc:
+        inputs.l2_error = exc.message.splitlines()[0]
+    return inputs
+
+
 def _row_error(check: str, exc: HomelabError, fix: str = "") -> Row:
     return Row(check, FAIL, exc.message.splitlines()[0], fix or (exc.hint or ""))
 
@@ -56,23 +86,11 @@ def env_probes(inputs: RunwayInputs) -> list[Probe]:
     from tasks.adapters.proxmox import TOKEN_ID
 
     def required() -> list[Row]:
-        from tasks.runtime.secrets import is_secret_name
+        from tasks.runtime.secrets import where_to_set
 
         missing = [n for n in inputs.required_env if not (inputs.env.get(n) or "").strip()]
         if missing:
-            secrets = [n for n in missing if is_secret_name(n)]
-            plain = [n for n in missing if n not in secrets]
-            fixes = []
-            if secrets:
-                fixes.append(
-                    f"put {', '.join(secrets)} in Doppler or inventory/profiles/secrets.env "
-                    "(git-ignored; never in config.env)"
-                )
-            if plain:
-                fixes.append(
-                    f"set {', '.join(plain)} in inventory/config.env (shared) or "
-                    "inventory/profiles/local.env (this machine)"
-                )
+            fixes = where_to_set(missing).split("; ")
             return [
                 Row(
                     "env: required variables",
@@ -279,6 +297,14 @@ def _expand(template: str, inputs: RunwayInputs) -> list[str]:
     return [template]
 
 
+def _packer_lacks(run) -> list[tuple[str, str]]:
+    """(template, what the installed Packer lacks: required_version, plugins) for every template."""
+    from tasks.adapters import packer
+    from tasks.l1.tools import packer_report
+
+    return packer_report(run, packer.version(run.effects))
+
+
 def tool_probes(run, inputs: RunwayInputs) -> list[Probe]:
     """Each tool: found and new enough, too old (the version seen and the one needed), or missing.
     The first binary new enough on PATH or in the runner's venv is the one the runner uses."""
@@ -290,6 +316,15 @@ def tool_probes(run, inputs: RunwayInputs) -> list[Probe]:
             required = bool(tool.get("required", True))
             finding = find_tool(run, name)
             check = f"tool: {name} ({layer})"
+            if finding.status == "ok" and name == "packer":
+                lacking = _packer_lacks(run)
+                if lacking:
+                    detail = f"{finding.describe()}; " + "; ".join(f"{t}: {p}" for t, p in lacking)
+                    fix = (
+                        "install a current Packer (https://developer.hashicorp.com/packer/install)"
+                    )
+                    # A warning: the other templates still build with this Packer.
+                    return [Row(check, WARN, detail, fix, required=required)]
             if finding.status == "ok":
                 return [Row(check, OK, finding.describe(), required=required)]
             status = FAIL if required else WARN

@@ -98,6 +98,6 @@ register_stage(
         layer="l2",
         name="apply",
         run=_up_apply,
-        summary="clone and configure the VMs declared under layers/l2/; write .work/inventory/vms.json",
+        summary="clone and configure the VMs of layers/l2/; write .work/inventory/vms.json",
     )
 )

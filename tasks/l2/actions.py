@@ -28,6 +28,7 @@ from tasks.l2.facts import (
     parse_props,
     split_tags,
 )
+from tasks.l2.journal import CloneJournal
 from tasks.l2.sizes import GiB, format_size
 from tasks.l2.spec import VmSpec
 
@@ -256,8 +257,11 @@ def build_plan(
     read_config: Callable[[ActualVm], dict[str, Any]],
     resolve_template: Callable[[VmSpec, ClusterView], TemplateRef],
     deep: bool = False,
+    interrupted_clone: Callable[[ActualVm], bool] = lambda vm: False,
 ) -> list[VmPlan]:
-    """Desired against actual, per VM, in declaration order, then orphans."""
+    """Desired against actual, per VM, in declaration order, then orphans. A VM without the
+    owner tag is the runner's only when `interrupted_clone` (the runner's own clone journal)
+    names it and it still carries the clone mark."""
     plans: list[VmPlan] = []
     matched: set[int] = set()
     for spec in specs:
@@ -276,8 +280,14 @@ def build_plan(
         named = view.named(spec.name)
         ours = [vm for vm in named if vm.managed(owner)]
         if not ours:
-            # A clone whose first config write never happened still carries our mark.
-            ours = [vm for vm in named if CLONE_MARK in str(read_config(vm).get("description", ""))]
+            # A clone whose first config write never happened: named by this runner's own
+            # record of that run, and still carrying the mark (never the mark alone).
+            ours = [
+                vm
+                for vm in named
+                if interrupted_clone(vm)
+                and CLONE_MARK in str(read_config(vm).get("description", ""))
+            ]
         if len(ours) > 1:
             ids = ", ".join(str(vm.vmid) for vm in ours)
             plan.action, plan.error = (
@@ -336,9 +346,13 @@ def build_plan(
             plan.action = "update"
             if actual.lock:
                 plan.action, plan.error = "error", f"VM is locked ({actual.lock}); try again later"
-    # VMIDs and templates for the creates, once every existing VM is accounted for.
+    # VMIDs and templates for the creates, once every existing VM is accounted for. Every
+    # explicit VMID is reserved before any range hands one out, so a range never takes a VMID
+    # another declaration names (two declarations naming one VMID are refused by the spec).
     used = view.used_vmids()
-    for plan in plans:
+    creates = [p for p in plans if p.action == "create" and p.spec is not None]
+    used.update(p.spec.vmid for p in creates if p.spec is not None and p.spec.vmid is not None)
+    for plan in creates:
         if plan.action != "create" or plan.spec is None:
             continue
         spec = plan.spec
@@ -375,8 +389,10 @@ def execute(
     storage: str,
     progress: Callable[[str], None],
     task_timeout: float = 900.0,
+    journal: CloneJournal | None = None,
 ) -> None:
-    """Carry out one VM's plan: clone, configure, resize, mark, reboot or start. Raises on failure."""
+    """Carry out one VM's plan: clone, configure, resize, mark, reboot or start. Raises on failure.
+    A clone is in `journal` from before its request until the owner tag is on."""
     spec = plan.spec
     assert spec is not None and plan.vmid is not None
     base = f"/nodes/{spec.node}/qemu/{plan.vmid}"
@@ -394,6 +410,8 @@ def execute(
             params["storage"] = spec.storage or storage
         if tpl.node != spec.node:
             params["target"] = spec.node
+        if journal is not None:
+            journal.begin(plan.vmid, spec.node, spec.name)
         client.run_task(
             "POST", f"/nodes/{tpl.node}/qemu/{tpl.vmid}/clone", task_timeout=task_timeout, **params
         )
@@ -411,6 +429,8 @@ def execute(
         client.run_task("PUT", f"{base}/resize", task_timeout=task_timeout, disk=slot, size=size)
     if plan.tags is not None:
         client.put(f"{base}/config", tags=plan.tags)
+    if journal is not None:
+        journal.end(plan.vmid)  # the owner tag is on (written with the first config write)
     if plan.reboot:
         progress("rebooting to apply the changes")
         client.run_task("POST", f"{base}/status/reboot", task_timeout=task_timeout)

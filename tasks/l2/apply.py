@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.l2.actions import TemplateRef, VmPlan, build_plan, execute
 from tasks.l2.facts import ActualVm, ClusterView, agent_ips
+from tasks.l2.journal import CloneJournal
 from tasks.l2.spec import VmSpec, load_specs
 from tasks.runtime.errors import ConfigError, HomelabError, RefusedError
 
@@ -36,6 +37,7 @@ class L2Context:
     parallel: int
     client: Any
     specs: list[VmSpec]
+    journal: CloneJournal
 
     @property
     def storage(self) -> str:
@@ -78,6 +80,7 @@ def open_l2(run: Run) -> L2Context:
         parallel=int(settings.get("parallel", DEFAULT_PARALLEL)),
         client=client,
         specs=specs,
+        journal=CloneJournal(project.work, run.id),
     )
 
 
@@ -98,10 +101,11 @@ def declared_nodes_and_storages(run: Run) -> tuple[set[str], set[tuple[str, str]
 
 def stable_manifests(root: Path) -> dict[str, Path]:
     """Each template's stable.json in L1's artifacts folder (`artifacts:` in layers/l1/layer.yaml)."""
+    from tasks.l1.artifacts import stable_manifests as l1_stable_manifests
     from tasks.l1.spec import load_settings
 
-    base = load_settings(root / "layers" / "l1", None).artifacts_dir
-    return {p.parent.name: p for p in sorted(base.glob("*/stable.json"))} if base.exists() else {}
+    # NAME and, for a folder of several builds, FOLDER/BUILD (template = "distros/debian12").
+    return l1_stable_manifests(load_settings(root / "layers" / "l1", None).artifacts_dir)
 
 
 def _from_manifest(name: str, path: Path, root: Path, view: ClusterView) -> TemplateRef:
@@ -183,6 +187,7 @@ def make_plan(l2: L2Context, *, deep: bool = False) -> list[VmPlan]:
         read_config=read_config,
         resolve_template=template_resolver(l2.root),
         deep=deep,
+        interrupted_clone=lambda vm: l2.journal.names(vm.vmid, vm.node, vm.name) is not None,
     )
 
 
@@ -262,7 +267,14 @@ def apply_plans(run: Run, l2: L2Context, plans: list[VmPlan], parallel: int) -> 
             def progress(message: str) -> None:
                 say(f"{plan.name}: {message}")
 
-            execute(l2.client, plan, owner=l2.owner, storage=l2.storage, progress=progress)
+            execute(
+                l2.client,
+                plan,
+                owner=l2.owner,
+                storage=l2.storage,
+                progress=progress,
+                journal=l2.journal,
+            )
             return "created" if plan.action == "create" else "updated"
 
         return action
@@ -396,8 +408,15 @@ def destroy(run: Run, l2: L2Context, targets: list[ActualVm], parallel: int, *, 
                 say(f"{vm.name}: stopping")
                 l2.client.run_task("POST", f"{base}/status/stop")
             say(f"{vm.name}: deleting VMID {vm.vmid}")
-            l2.client.run_task("DELETE", base, purge=1, **{"destroy-unreferenced-disks": 1})
-            return "destroyed"
+            try:
+                l2.client.run_task("DELETE", base, purge=1, **{"destroy-unreferenced-disks": 1})
+            except Exception:
+                # A lost answer (reset, timeout, a task status unread) is not a failed delete:
+                # the cluster, read again, says whether the VM is still there.
+                if _still_there(l2, vm):
+                    raise
+                return "the answer was lost; reading the cluster again shows it gone"
+            return ""
 
         return action
 
@@ -405,7 +424,12 @@ def destroy(run: Run, l2: L2Context, targets: list[ActualVm], parallel: int, *, 
         table(
             ["VM", "VMID", "RESULT", "DETAIL"],
             [
-                [vm.name, vm.vmid, "destroyed" if o.ok else o.status, "" if o.ok else o.detail]
+                [
+                    vm.name,
+                    vm.vmid,
+                    "destroyed" if o.ok else o.status,
+                    o.value or "" if o.ok else o.detail,
+                ]
                 for vm, o in zip(targets, outcomes, strict=True)
             ],
         )
@@ -433,6 +457,15 @@ def destroy(run: Run, l2: L2Context, targets: list[ActualVm], parallel: int, *, 
         unit="VM",
     )
     run.execute(plan, yes=yes)
+
+
+def _still_there(l2: L2Context, vm: ActualVm) -> bool:
+    """Whether `vm` is still in the cluster; True when the cluster cannot be read either."""
+    try:
+        found = l2.client.resources("vm")
+    except Exception:
+        return True
+    return any(str(r.get("vmid")) == str(vm.vmid) for r in found)
 
 
 def _drop_from_inventory(l2: L2Context, names: set[str]) -> None:

@@ -228,7 +228,11 @@ def converge(
                 shlex.join(preview),
                 apply,
                 included=bool(pending),
-                reason="" if pending else "the check reports nothing to change",
+                reason=""
+                if pending
+                else "the check reports nothing to change"
+                if not unreached
+                else f"nothing to change on the hosts reached; not checked: {', '.join(unreached)}",
                 details=[
                     f"{n}: {rows[n].changed} change(s) pending" for n in pending if rows[n].changed
                 ],
@@ -239,5 +243,5 @@ def converge(
         else f"{layer}: nothing to change on the hosts reached",
     )
     run.execute(plan)
-    if unreached and not run.dry_run:
+    if unreached:  # a dry run that could not look is not "nothing to change"
         fail_for(unreached, 0)

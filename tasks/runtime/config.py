@@ -65,25 +65,80 @@ def load_yaml_file(path: Path, schema: dict[str, Any] | None = None, *, what: st
         raise ConfigError(f"{path}: {what} not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(not_utf8(path, exc)) from None
     data = parse_yaml(text, str(path))
     if schema is not None:
         validate(data, schema, path)
     return data
 
 
+def not_utf8(path: Path, exc: UnicodeDecodeError) -> str:
+    """The message for a file that is not UTF-8: where the first bad byte is, and the fix."""
+    line = exc.object[: exc.start].count(b"\n") + 1
+    return (
+        f"{path}:{line}: not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+        f"{exc.start}); save the file as UTF-8"
+    )
+
+
 def parse_yaml(text: str, where: str) -> Any:
-    """YAML text (libyaml's loader when there is one); an error names `where`, line and column."""
+    """YAML text (libyaml's loader when there is one); an error names `where`, line and column.
+    A key given twice in one mapping is an error naming both lines (YAML says keys are unique;
+    PyYAML would silently keep the last)."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = _unique_key_loader(yaml)(text)
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
+        return loader.get_single_data()
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"{where}:{exc.line}: duplicate key {exc.key!r} (first at line {exc.first}); "
+            "keep one of them"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
         raise ConfigError(f"{at}: invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, line: int, first: int) -> None:
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
+_LOADERS: dict[str, Any] = {}
+
+
+def _unique_key_loader(yaml: Any) -> Any:
+    """The safe loader (libyaml's when there is one) that refuses a key given twice."""
+    if "unique" in _LOADERS:
+        return _LOADERS["unique"]
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeyLoader(base):  # type: ignore[misc,valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[object, int] = {}
+            for key_node, _value in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<:` merges may repeat keys on purpose
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, line, seen[key])
+                    seen[key] = line
+                except TypeError:
+                    continue  # an unhashable key: the base constructor says what is wrong
+            return super().construct_mapping(node, deep=deep)
+
+    _LOADERS["unique"] = UniqueKeyLoader
+    return UniqueKeyLoader
 
 
 def validate(data: Any, schema: dict[str, Any], path: Path) -> None:

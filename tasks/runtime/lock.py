@@ -53,11 +53,9 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise ConfigError(f"{self.path}: cannot open the lock file: {exc.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        holder = self._wait_for_a_named_holder(fd)
+        if holder is not None:
             os.close(fd)
-            holder = self._holder()
             task = f"{holder['task']}, " if holder.get("task") else ""
             raise RefusedError(
                 f"{self.name} is already in use by another run ({task}pid {holder.get('pid', '?')}, "
@@ -76,6 +74,23 @@ class RunLock:
         os.write(fd, json.dumps(record).encode())
         self._fd = fd
         return self
+
+    def _wait_for_a_named_holder(self, fd: int) -> dict | None:
+        """None when the lock is ours; else the holder's record. A holder between its flock and
+        its record write (or releasing: the record is emptied before the unlock) has no pid yet:
+        try again for up to a second rather than refuse naming nobody."""
+        import time
+
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return None
+            except BlockingIOError:
+                holder = self._holder()
+                if holder.get("pid") or time.monotonic() >= deadline:
+                    return holder
+                time.sleep(0.02)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.runtime.errors import ConfigError
+from tasks.runtime.errors import ConfigError, HomelabError
 from tasks.runtime.project import Project
 from tasks.runtime.secrets import mask, mask_data
 
@@ -112,6 +112,8 @@ class Run:
         self.started = time.time()
         self.id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(self.started))}-{os.getpid()}"
         self._env: EnvLayers | None = None
+        self._file_secrets_learnt = False
+        self._file_env: EnvLayers | None = None  # a task without env: its files, for the trace
         self._settings: Settings | None = None
         self._locks: list[RunLock] = []
         self.steps: list[dict[str, Any]] = []
@@ -235,6 +237,8 @@ class Run:
             path = None
             if self.traced or self.steps or self.effects.records or outcome != "ok":
                 path = self.write_trace(outcome, exit_code=exit_code, error=error)
+                if not self.dry_run:  # a dry run removes nothing, history included
+                    self._keep_history()
             self._trace_path(running=True).unlink(missing_ok=True)
             complete_crashed_traces(self.project.work / "traces")
         finally:
@@ -244,11 +248,55 @@ class Run:
             self._locks.clear()
         return path
 
+    def _keep_history(self) -> None:
+        """Retention on every run (a cron'd `inv plan` must not fill the disk): the traces older
+        than the newest RUNS_KEEP runs go. Counting file names first keeps the common case cheap."""
+        from tasks.history.store import DEFAULT_KEEP
+
+        folder = self.project.work / "traces"
+        keep = DEFAULT_KEEP
+        layers = self._env or self._file_env  # the env files' value, for a task without env
+        if layers is not None:
+            from tasks.runtime.settings import Settings
+
+            with contextlib.suppress(ConfigError):
+                keep = Settings(layers).integer("RUNS_KEEP", DEFAULT_KEEP)
+        with os.scandir(folder) as entries:
+            finished = [
+                e for e in entries if e.name.endswith(".json") and ".running." not in e.name
+            ]
+        if len(finished) <= keep:
+            return
+        from tasks.history.store import beyond_retention
+
+        for old in beyond_retention(self.project.work, keep):
+            old.unlink(missing_ok=True)
+
     def _trace_path(self, *, running: bool = False) -> Path:
         name = f"{self.task.replace('.', '-')}-{self.id}"
         return (
             self.project.work / "traces" / (f"{name}.running.json" if running else f"{name}.json")
         )
+
+    def _learn_file_secrets(self) -> None:
+        """A task that never needed the env must still not write a secret typed on its command
+        line into its trace: the env files' secrets (never Doppler's: no network for a trace)
+        are learnt, once, before argv is masked."""
+        if self._env is not None or self._file_secrets_learnt:
+            return
+        self._file_secrets_learnt = True
+        from tasks.runtime.envlayers import resolve_env
+
+        # A broken env file: the task said so already, or never needed it.
+        with contextlib.suppress(HomelabError):
+            self._file_env = resolve_env(
+                self.project.inventory,
+                chain=self.selection.chain,
+                override_file=self.selection.override,
+                shell=self._shell,
+                doppler=False,
+                root=self.project.root,
+            )
 
     def write_trace(
         self, outcome: str, *, exit_code: int, error: str | None, running: bool = False
@@ -259,6 +307,7 @@ class Run:
         from tasks.runtime.files import atomic_write_json
 
         ended = time.time()
+        self._learn_file_secrets()
         env_layers = self._env.layer_names() if self._env is not None else []
         try:
             operator = getpass.getuser()
@@ -296,13 +345,16 @@ class Run:
 def complete_crashed_traces(folder: Path) -> list[Path]:
     """Every `*.running.json` whose process is gone (killed outright, SIGKILL or power cut)
     becomes a finished trace: outcome `killed`, its last step `interrupted`."""
+    journals = sorted(folder.glob("*.running.json")) if folder.is_dir() else []
+    if not journals:  # the usual case: nothing more to import
+        return []
     import json
 
     from tasks.runtime.files import atomic_write_json
     from tasks.runtime.lock import pid_alive
 
     done = []
-    for journal in sorted(folder.glob("*.running.json")) if folder.is_dir() else []:
+    for journal in journals:
         try:
             data = json.loads(journal.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -187,13 +187,22 @@ class PveTransport:
                 word in reason.lower()
                 for word in ("refused", "name or service", "no address", "name resolution")
             )
+            lost = not final and method != "GET"  # sent, then the connection went: unknown
             raise PveApiError(
-                f"cannot reach the Proxmox API at {self.base_url} ({call}): {reason}",
+                (
+                    f"the connection to the Proxmox API at {self.base_url} broke during {call}"
+                    if lost
+                    else f"cannot reach the Proxmox API at {self.base_url} ({call})"
+                )
+                + f": {reason}",
                 method=method,
                 path=path,
                 answered=final,
                 retriable=not final,
-                hint="check PVE_ACCESS_HOST and that the node's port is reachable from here",
+                hint="the change may or may not have been applied; run it again: the runner "
+                "reads before it writes"
+                if lost
+                else "check PVE_ACCESS_HOST and that the node's port is reachable from here",
             ) from None
 
     def _api_error(self, call: str, method: str, path: str, exc: Any) -> PveApiError:

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import fcntl
 import hashlib
+import logging
 import select
 import shlex
 import time
@@ -33,6 +34,11 @@ from tasks.runtime.errors import ConfigError
 from tasks.runtime.seam.stop import STOP
 
 CHECKING_MODES = ("strict", "accept-new")
+
+# paramiko's transport thread logs a failed handshake (with its traceback) at ERROR; with no
+# handler configured, Python's last-resort handler would print that to the terminal. The runner
+# reports the failure itself, once; `--debug` (which configures handlers) still shows paramiko's.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
