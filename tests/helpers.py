@@ -161,3 +161,8 @@ def task_names(repo: Path) -> list[str]:
         return names
 
     return walk(json.loads(listed.stdout))
+
+
+def flat(text: str) -> str:
+    """Output with its line wrapping undone (plans wrap long lines at 120 columns)."""
+    return " ".join(text.split())

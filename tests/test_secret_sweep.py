@@ -81,7 +81,7 @@ def test_no_sentinel_escapes(area: str, tmp_path: Path) -> None:
         for task_name, argvs in module.CASES.items():
             for argv in argvs:
                 argv = [a.replace("{profile}", str(tmp_path / "profile.env")) for a in argv]
-                result = run_inv(repo, *argv, env=env)
+                result = run_inv(repo, *argv, env=env, timeout=900)
                 ran += 1
                 assert "Traceback" not in result.output, result
                 for layer, value in SENTINELS.items():

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.runtime.errors import ConfigError
 from tasks.runtime.seam.pve import PveApiError, PveTaskError, PveTransport
-from tasks.runtime.secrets import MASKER, mask
+from tasks.runtime.secrets import MASKER, mask, where_to_set
 from tasks.runtime.settings import bad_value, setting_for
 
 if TYPE_CHECKING:
@@ -154,9 +154,8 @@ class PveSettings:
             raise PveSettingsError(
                 missing,
                 problems,
-                hint="set them in inventory/config.env or inventory/profiles/local.env; the token "
-                "secret in Doppler or inventory/profiles/secrets.env (`inv env.show` shows where "
-                "each comes from)",
+                hint=(where_to_set(missing) + "; " if missing else "")
+                + "`inv env.show` shows where each value comes from",
             )
         secret = env["PM_TOKEN_SECRET"].strip()
         MASKER.add(secret)

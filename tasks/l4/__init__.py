@@ -27,7 +27,7 @@ register_stage(
 
 @task(
     area="l4",
-    help={**CONVERGE_HELP, "tags": "only these apps (Ansible tags, comma-separated), e.g. whoami"}
+    help={**CONVERGE_HELP, "tags": "only these apps (Ansible tags, comma-separated), e.g. whoami"},
 )
 def converge(
     run, group, tags=None, limit=None, check=False, wait=None, parallel=None, dry_run=False

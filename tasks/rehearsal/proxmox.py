@@ -196,6 +196,10 @@ def stage(rehearsal: Rehearsal) -> Iterator[list[Act]]:
     with serve_fakepve(rehearsal.scratch / "fakepve", time_scale=0.002) as served:
         served.add_template(SAMPLE_TEMPLATE_VMID, SAMPLE_TEMPLATE_NAME)
         rehearsal.env.update(served.env())
+        rehearsal.stood_up.append(
+            f"fakepve, a Proxmox VE API fake, at https://{rehearsal.env['PVE_ACCESS_HOST']} (its own "
+            f"CA, verified), serving template {SAMPLE_TEMPLATE_NAME} (vmid {SAMPLE_TEMPLATE_VMID})"
+        )
         yield [
             Act("L0 runway: env, API, token privileges, node, storage, tools", ("l0.runway",)),
             Act("L2 plan: the sample VMs, nothing there yet", ("l2.plan",)),

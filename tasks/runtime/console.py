@@ -40,9 +40,38 @@ def color_enabled() -> bool:
 
 
 def width() -> int:
-    import shutil
+    # shutil.get_terminal_size's rules (COLUMNS first, then the terminal, else 100) without
+    # importing shutil, which costs every run a few milliseconds.
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            stdout = sys.__stdout__
+            columns = os.get_terminal_size(stdout.fileno()).columns if stdout else 100
+        except (AttributeError, ValueError, OSError):
+            columns = 100
+    return max(40, columns or 100)
 
-    return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+LINE_LIMIT = 120  # no plan or report line is longer, unless one word (a path, a URL) is
+
+
+def wrap(line: str, *, indent: str = "", limit: int = LINE_LIMIT) -> list[str]:
+    """`line` as lines of at most `limit` characters, broken between words only, so a long path
+    or URL stays whole (on a line of its own); continuation lines start with `indent`."""
+    if len(line) <= limit:
+        return [line]
+    import textwrap
+
+    return textwrap.wrap(
+        line,
+        width=limit,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [line]
 
 
 def say(message: str = "") -> None:

@@ -46,6 +46,25 @@ DOPPLER_METADATA = frozenset({"DOPPLER_PROJECT", "DOPPLER_CONFIG", "DOPPLER_ENVI
 MIN_MASKED_LENGTH = 4
 
 
+def where_to_set(names: list[str] | tuple[str, ...]) -> str:
+    """Where a missing variable belongs: secrets in Doppler or profiles/secrets.env, never in the
+    committed config.env; the rest in config.env (shared) or profiles/local.env (this machine)."""
+    secret = [n for n in names if is_secret_name(n)]
+    plain = [n for n in names if n not in secret]
+    parts = []
+    if secret:
+        parts.append(
+            f"put {', '.join(secret)} in Doppler or inventory/profiles/secrets.env "
+            "(git-ignored; never in config.env)"
+        )
+    if plain:
+        parts.append(
+            f"set {', '.join(plain)} in inventory/config.env (shared) or "
+            "inventory/profiles/local.env (this machine)"
+        )
+    return "; ".join(parts)
+
+
 def is_secret_name(name: str) -> bool:
     """True when the variable's name says it holds a secret (PM_TOKEN_SECRET, GITOPS_REPO_PAT)."""
     parts = [p for p in name.upper().split("_") if p]

@@ -102,10 +102,15 @@ class Plan:
         return [a for a in self.actions if a.included]
 
     def render(self) -> list[str]:
-        lines = [f"plan: {self.title}", *self.header]
+        from tasks.runtime.console import wrap
+
+        lines = [f"plan: {self.title}"]
+        for line in self.header:
+            lines += wrap(line, indent="    ")
         for index, action in enumerate(self.actions, 1):
             mark = "run " if action.included else "skip"
             reason = f" ({action.reason})" if action.reason else ""
+            # An action's line and details often hold a command: kept whole, to be copied.
             lines.append(f"  {index}. [{mark}] {action.id}{reason}: {action.summary}".rstrip(": "))
             lines += [f"       {d}" for d in action.details]
         return lines

@@ -177,9 +177,41 @@ def find_tool(run: Run, name: str) -> Finding:
     return finding
 
 
-def tool_path(run: Run, name: str, *, install: str = "") -> str:
+def install_hint(run: Run, name: str) -> str:
+    from tasks.runtime.config import load_layer_manifest
+
+    for tool in load_layer_manifest(run.project, "l0").get("tools") or []:
+        if isinstance(tool, dict) and tool.get("name") == name and tool.get("install"):
+            return str(tool["install"])
+    return "run `bash setup.sh`"
+
+
+def tool_path(run: Run, name: str) -> str:
     """The binary to run for `name`; ConfigError (exit 2) when none is there or new enough."""
     finding = find_tool(run, name)
     if finding.status == "ok" and finding.path:
         return finding.path
-    raise ConfigError(f"{name}: {finding.describe()}", hint=install or "run `bash setup.sh`")
+    raise ConfigError(f"{name}: {finding.describe()}", hint=install_hint(run, name))
+
+
+def main(argv: list[str]) -> int:
+    """`TOOL version ... | python -m tasks.runtime.tools NAME PATH`, for setup.sh (no run, so no
+    seam: the shell runs the tool): is that version new enough? Exit 0 yes, 1 no."""
+    import yaml
+
+    name, path = argv[0], argv[1] if len(argv) > 1 else argv[0]
+    manifest = yaml.safe_load(Path("layers/l0/layer.yaml").read_text(encoding="utf-8")) or {}
+    wanted: dict[str, object] = next(
+        (t for t in manifest.get("tools") or [] if t.get("name") == name), {}
+    )
+    minimum = parse_version(str(wanted.get("min_version") or "0"))
+    version = parse_version(sys.stdin.read())
+    if version and (minimum is None or version >= minimum):
+        print(f"setup: {name} {shown(version)} at {path}")
+        return 0
+    print(f"setup: {name} {shown(version)} at {path}: too old (needs {shown(minimum)} or newer)")
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

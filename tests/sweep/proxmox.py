@@ -21,6 +21,9 @@ CASES = {
         ["l2.destroy", "--name", "k3s-agent-2", "--yes"],
         ["l2.destroy", "--name", "not-there", "--yes"],
     ],
+    "plan": [["plan"], ["plan", "--json"], ["plan", "--quiet", "--profile", "{profile}"]],
+    "runs.list": [["runs"], ["runs", "--json"]],
+    "runs.show": [["runs.show", "last"], ["runs.show", "last", "--json"]],
 }
 
 

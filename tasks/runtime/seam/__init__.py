@@ -194,8 +194,11 @@ class Effects:
         on_stdout: LineSink | None = None,
         on_stderr: LineSink | None = None,
         what: str | None = None,
+        executable: str | None = None,
     ) -> CommandResult:
         """Run `argv` (no shell). `env` is added to the run's env (or replaces it: inherit_env=False).
+        `executable` is the binary to start for argv[0] (the one `tasks.runtime.tools` chose);
+        output and the trace keep argv as given, so they read `kubectl ...`, not a long path.
 
         `on_stdout`/`on_stderr` receive each output line already masked (live streaming); the
         returned result holds the whole output. `check` raises CommandFailed on a non-zero exit.
@@ -214,7 +217,7 @@ class Effects:
         out, err = _Stream(on_stdout), _Stream(on_stderr)
         try:
             outcome = run_process(
-                argv,
+                [executable, *argv[1:]] if executable else argv,
                 env=child,
                 stdin=data,
                 cwd=cwd,

@@ -1,0 +1,29 @@
+"""A missing secret is pointed at Doppler or profiles/secrets.env, never at the committed
+config.env; a missing plain value at config.env or profiles/local.env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import base_env, run_inv
+
+
+def _without_secrets(text: str) -> str:
+    return text.replace("never in config.env", "")
+
+
+def test_missing_values_are_sent_where_they_belong(sample_repo: Path) -> None:
+    env = base_env()
+    env.pop("PM_TOKEN_SECRET", None)
+    for args in (["env.check", "l0"], ["l2.plan"]):
+        result = run_inv(sample_repo, *args, env=env)
+        assert result.returncode == 2, result
+        assert "PM_TOKEN_SECRET in Doppler or inventory/profiles/secrets.env" in result.stderr
+        assert "config.env" not in _without_secrets(result.stderr), result
+    (sample_repo / "inventory" / "config.env").write_text(
+        (sample_repo / "inventory" / "config.env").read_text().replace("PVE_NODE=", "#PVE_NODE=")
+    )
+    result = run_inv(sample_repo, "env.check", "l0", env=env)
+    assert "set PVE_NODE in inventory/config.env (shared) or inventory/profiles/local.env" in (
+        result.stderr
+    ), result
