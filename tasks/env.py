@@ -98,11 +98,33 @@ def show(
             say(f"invalid: {row['problem']}")
 
 
+ORCHESTRATORS = ("cluster", "host")
+
+
 def _layers() -> list[str]:
     from tasks.runtime.config import load_layer_manifests
     from tasks.runtime.project import Project
 
-    return sorted(load_layer_manifests(Project.current()))
+    return [*sorted(load_layer_manifests(Project.current())), *ORCHESTRATORS]
+
+
+def orchestrator_required(run, name: str) -> list[str]:
+    """What an orchestrator's apply needs from the env, as its steps read it: the host one
+    HOST_NAME and K3S_VERSION, and the DNS step's three when FEAT_DYNAMIC_DNS is on; the cluster
+    one the runtime-input ${VARS} when the GitOps tree wants the runner to build that Secret."""
+    if name == "host":
+        names = ["HOST_NAME", "K3S_VERSION"]
+        if run.settings.flag("FEAT_DYNAMIC_DNS", True):
+            names += ["DDNS_ZONE", "DDNS_RECORD", "CLOUDFLARE_API_TOKEN"]
+        return names
+    from tasks.gitops.settings import GitOpsSettings
+    from tasks.gitops.tree import runtime_input_names
+
+    settings = GitOpsSettings.load(run)
+    wanted, _why = settings.layout.runtime_inputs_wanted()
+    if not wanted or not run.settings.flag("FEAT_RUNTIME_INPUTS", True):
+        return []
+    return runtime_input_names(settings)
 
 
 @task(
@@ -121,11 +143,16 @@ def check(run, layer, profile=None, host_env=None, chain="cluster", no_doppler=F
     from tasks.runtime.secrets import where_to_set
 
     manifests = load_layer_manifests(run.project)
-    if layer not in manifests:
-        known = ", ".join(sorted(manifests)) or "none"
-        raise ConfigError(f"unknown layer {layer!r}; layers with a layer.yaml: {known}")
+    if layer not in manifests and layer not in ORCHESTRATORS:
+        known = ", ".join([*sorted(manifests), *ORCHESTRATORS])
+        raise ConfigError(
+            f"unknown layer {layer!r}; expected a layer with a layer.yaml or an orchestrator: {known}"
+        )
     env = run.env
-    required = manifests[layer].get("required_env") or []
+    if layer in ORCHESTRATORS:
+        required = orchestrator_required(run, layer)
+    else:
+        required = manifests[layer].get("required_env") or []
     missing = env.missing(required)
     for name in required:
         state = "MISSING" if name in missing else f"ok ({env.source[name]})"
@@ -133,6 +160,6 @@ def check(run, layer, profile=None, host_env=None, chain="cluster", no_doppler=F
     if missing:
         raise ConfigError(
             f"{layer}: {len(missing)} required variable(s) missing: {', '.join(missing)}",
-            hint=f"{where_to_set(missing)} (`inv env.show` shows each layer)",
+            hint=f"{where_to_set(missing, run.selection.chain)} (`inv env.show` shows each layer)",
         )
     say(f"{layer}: all {len(required)} required variable(s) present")

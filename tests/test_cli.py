@@ -89,7 +89,7 @@ def test_a_missing_positional_is_the_projects_error(sample_repo: Path) -> None:
     """Invoke's own message for it is pinned here too: homelab_cli.py recognises it by its text."""
     result = run_inv(sample_repo, "env.check")
     assert result.returncode == 2, result
-    assert "error: env.check needs LAYER: one of l0, l1, l2, l3, l4" in result.stderr
+    assert "error: env.check needs LAYER: one of l0, l1, l2, l3, l4, cluster, host" in result.stderr
     assert "Traceback" not in result.output
     from invoke.parser import Parser, ParserContext
     from invoke.parser.argument import Argument

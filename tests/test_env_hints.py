@@ -27,3 +27,15 @@ def test_missing_values_are_sent_where_they_belong(sample_repo: Path) -> None:
     assert "set PVE_NODE in inventory/config.env (shared) or inventory/profiles/local.env" in (
         result.stderr
     ), result
+
+
+def test_env_check_covers_the_orchestrators_as_its_help_says(sample_repo: Path) -> None:
+    host = run_inv(sample_repo, "env.check", "host")
+    assert host.returncode == 2, host
+    assert "HOST_NAME" in host.stdout and "CLOUDFLARE_API_TOKEN" in host.stdout
+    assert "inventory/host/config/host.env" in host.stderr  # the host chain's secrets file
+    cluster = run_inv(sample_repo, "env.check", "cluster")
+    assert cluster.returncode in (0, 2), cluster
+    assert "unknown layer" not in cluster.output
+    unknown = run_inv(sample_repo, "env.check", "l9")
+    assert unknown.returncode == 2 and "cluster, host" in unknown.stderr, unknown

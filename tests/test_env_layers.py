@@ -171,7 +171,10 @@ def test_env_check_reports_every_missing_variable(sample_repo: Path) -> None:
     )
     assert ok.returncode == 0, ok
     unknown = run_inv(sample_repo, "env.check", "l9")
-    assert unknown.returncode == 2 and "layers with a layer.yaml: " in unknown.stderr
+    assert (
+        unknown.returncode == 2
+        and "a layer with a layer.yaml or an orchestrator: " in unknown.stderr
+    )
 
 
 def test_env_files_use_dotenv_parser_without_its_package_init(tmp_path: Path) -> None:

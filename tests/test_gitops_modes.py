@@ -175,3 +175,19 @@ def test_platform_certs_plain_scalar_stays_plain(sample_repo: Path) -> None:
         "-  CERT_ISSUER: letsencrypt-staging # plain",
         "+  CERT_ISSUER: letsencrypt-prod # plain",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("apiVersion: v1\nkind: [broken\n", "invalid YAML"), ("just: words\n", "not a Kubernetes")],
+)
+def test_a_broken_mode_file_is_refused_before_the_tenants_file_is_touched(
+    sample_repo: Path, text: str, named: str
+) -> None:
+    mode_file = str(Path(TENANTS).parent / "modes" / "staging-le-prod.yaml")
+    (sample_repo / mode_file).write_text(text)
+    before = (sample_repo / TENANTS).read_bytes()
+    result = run_inv(sample_repo, "app.mode", "staging-le-prod")
+    assert result.returncode == 2, result
+    assert mode_file in result.stderr and named in result.stderr
+    assert (sample_repo / TENANTS).read_bytes() == before

@@ -231,9 +231,28 @@ def mode(run, mode=None, dry_run=False):
     chosen = tree.resolve_mode(available, mode, settings.rel(settings.modes_dir))
     where = settings.rel(target)
     template, template_encoding = read_text(available[chosen], settings.rel(available[chosen]))
+    _check_mode_file(template, settings.rel(available[chosen]))
     old, encoding = read_text(target, where) if target.exists() else ("", template_encoding)
     new = encoding.adapt(template)  # the tenants file keeps its own line endings and encoding
     apply_local_edit(settings, target, old, new, what=f"app mode: {chosen}", encoding=encoding)
+
+
+def _check_mode_file(text: str, where: str) -> None:
+    """A mode file is parsed and checked before it is copied: YAML whose documents are Kubernetes
+    objects (kind, metadata.name), so a broken one never reaches the tenants file."""
+    from tasks.runtime.config import parse_yaml_documents
+
+    docs = parse_yaml_documents(text, where)
+    objects = [d for d in docs if d is not None]
+    if not objects:
+        raise ConfigError(f"{where}: the mode file holds no object", hint="restore it from Git")
+    for number, doc in enumerate(objects, 1):
+        name = doc.get("metadata", {}).get("name") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict) or not doc.get("kind") or not isinstance(name, str):
+            raise ConfigError(
+                f"{where}: document {number} is not a Kubernetes object (kind and metadata.name)",
+                hint="fix the mode file (or restore it from Git); the tenants file was not touched",
+            )
 
 
 # ---------------------------------------------------------------------- flux

@@ -86,11 +86,25 @@ def parse_yaml(text: str, where: str) -> Any:
     """YAML text (libyaml's loader when there is one); an error names `where`, line and column.
     A key given twice in one mapping is an error naming both lines (YAML says keys are unique;
     PyYAML would silently keep the last)."""
+    return _load(text, where, every=False)
+
+
+def parse_yaml_documents(text: str, where: str) -> list[Any]:
+    """Every document of a multi-document YAML text, with parse_yaml's errors and key check."""
+    return _load(text, where, every=True)
+
+
+def _load(text: str, where: str, *, every: bool) -> Any:
     import yaml
 
     loader = _unique_key_loader(yaml)(text)
     try:
-        return loader.get_single_data()
+        if not every:
+            return loader.get_single_data()
+        docs = []
+        while loader.check_data():
+            docs.append(loader.get_data())
+        return docs
     except _DuplicateKey as exc:
         raise ConfigError(
             f"{where}:{exc.line}: duplicate key {exc.key!r} (first at line {exc.first}); "

@@ -46,21 +46,25 @@ DOPPLER_METADATA = frozenset({"DOPPLER_PROJECT", "DOPPLER_CONFIG", "DOPPLER_ENVI
 MIN_MASKED_LENGTH = 4
 
 
-def where_to_set(names: list[str] | tuple[str, ...]) -> str:
-    """Where a missing variable belongs: secrets in Doppler or profiles/secrets.env, never in the
-    committed config.env; the rest in config.env (shared) or profiles/local.env (this machine)."""
+def where_to_set(names: list[str] | tuple[str, ...], chain: str = "cluster") -> str:
+    """Where a missing variable belongs: secrets in Doppler or the chain's git-ignored secrets
+    file, never in a committed env file; the rest in the chain's committed file (shared) or
+    (cluster chain) profiles/local.env (this machine)."""
     secret = [n for n in names if is_secret_name(n)]
     plain = [n for n in names if n not in secret]
+    host = chain == "host"
+    secrets_file = "inventory/host/config/host.env" if host else "inventory/profiles/secrets.env"
+    committed = "inventory/host/config/homelab.env" if host else "inventory/config.env"
     parts = []
     if secret:
         parts.append(
-            f"put {', '.join(secret)} in Doppler or inventory/profiles/secrets.env "
-            "(git-ignored; never in config.env)"
+            f"put {', '.join(secret)} in Doppler or {secrets_file} "
+            f"(git-ignored; never in {committed.rsplit('/', 1)[-1]})"
         )
     if plain:
         parts.append(
-            f"set {', '.join(plain)} in inventory/config.env (shared) or "
-            "inventory/profiles/local.env (this machine)"
+            f"set {', '.join(plain)} in {committed} (shared)"
+            + ("" if host else " or inventory/profiles/local.env (this machine)")
         )
     return "; ".join(parts)
 
