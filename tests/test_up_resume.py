@@ -61,10 +61,17 @@ def test_resume_continues_a_failed_up_from_l3_after_rereading_l2(
     listed = inv("runs")
     assert listed.returncode == 0, listed
     (row,) = [ln for ln in listed.stdout.splitlines() if ln.startswith(trace["run"])]
-    assert "failed (exit 4) at " in row and "up --from l2 --to l4" in row
+    assert "failed (exit 4) at" in row and "up --from l2 --to l4" in row
+    (entry,) = [r for r in json.loads(inv("runs", "--json").stdout) if r["id"] == trace["run"]]
+    assert entry["failed_step"].startswith("03_l3_converge")  # the stage, then its inner step
     shown = inv("runs.show", trace["run"])
     assert shown.returncode == 0, shown
-    (stage,) = [ln for ln in shown.stdout.splitlines() if "03_l3_converge" in ln]
+    assert "failed at step 03_l3_converge" in shown.stdout  # the stage, not its inner step
+    (stage,) = [
+        ln
+        for ln in shown.stdout.splitlines()
+        if "03_l3_converge" in ln and "failed at step" not in ln
+    ]
     assert "failed" in stage.split()
     sysctl = hosts.state / "web2/etc/sysctl.d/90-homelab.conf"
     assert not sysctl.exists()
