@@ -152,6 +152,11 @@ class HomelabProgram(Program):
             super().update_config(merge)
 
     def parse_tasks(self) -> None:
+        if self.args.list.value and not self.core.unparsed and not self.args.help.value:
+            # `inv --list` names no task: building the task parser (a deep copy of every task's
+            # arguments) would be most of its start-up, for nothing.
+            self.tasks = []
+            return
         argv = list(self.core.unparsed)
         try:
             with _interrupt_as_exit():
