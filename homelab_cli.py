@@ -151,6 +151,21 @@ class HomelabProgram(Program):
         with _interrupt_as_exit():
             super().update_config(merge)
 
+    def _make_parser(self):
+        """The task parser, knowing only the tasks argv can name. Invoke's parser deep-copies
+        every context it is given, for every parse; a token that names no task parses the same
+        either way (the parser consults contexts only for the tokens it sees), so the others are
+        left out. Completion needs them all."""
+        from invoke.parser import Parser
+
+        contexts = self.collection.to_contexts(
+            ignore_unknown_help=self.config.tasks.ignore_unknown_help
+        )
+        if not self.args.complete.value:
+            tokens = {t.split("=", 1)[0] for t in self.core.unparsed} | {self.args.help.value}
+            contexts = [c for c in contexts if c.name in tokens or tokens & set(c.aliases)]
+        return Parser(initial=self.initial_context, contexts=contexts)
+
     def parse_tasks(self) -> None:
         if self.args.list.value and not self.core.unparsed and not self.args.help.value:
             # `inv --list` names no task: building the task parser (a deep copy of every task's
