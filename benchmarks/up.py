@@ -86,7 +86,12 @@ def main() -> int:
                 L4_GROUP="lab",
                 L4_TAGS="whoami",
             )
-            inv = [str(BIN / "inv"), "up", "--to", "l4"]  # the layers; the k3s and cluster stages apart
+            inv = [
+                str(BIN / "inv"),
+                "up",
+                "--to",
+                "l4",
+            ]  # the layers; the k3s and cluster stages apart
             run_seconds(inv, repo, env)  # converge once: every later run changes nothing
             header = Path(tmp) / "auth-header"
             header.write_text(
