@@ -170,7 +170,9 @@ class HomelabProgram(Program):
         if self.args.list.value and not self.core.unparsed and not self.args.help.value:
             # `inv --list` names no task: building the task parser (a deep copy of every task's
             # arguments) would be most of its start-up, for nothing.
-            self.tasks = []
+            from invoke.parser import ParseResult
+
+            self.tasks = ParseResult()
             return
         argv = list(self.core.unparsed)
         try:
