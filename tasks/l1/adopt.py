@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tasks.l1.artifacts import utc_iso
-from tasks.l1.facts import disk_storage, is_template, read_vms
+from tasks.l1.artifacts import artifact_head
+from tasks.l1.facts import is_template, read_vms
 from tasks.runtime.console import say
 from tasks.runtime.errors import ConfigError, RefusedError
 
@@ -50,16 +50,7 @@ def adopt_plan(l1: L1Layer, spec: TemplateSpec, vmid: int, node: str | None) -> 
         )
     _workdir, cwd, _target = l1.workdir(spec)
     data: dict[str, Any] = {
-        "name": str(config.get("name") or vm.name),
-        "template": spec.name,
-        "build": spec.packer_name,
-        "node": vm.node,
-        "vmid": vmid,
-        "storage": disk_storage(config) or pve.storage,
-        "created_at": utc_iso(),
-        "description": str(config.get("description") or "").strip(),
-        "fingerprint": fp.value,
-        "inputs": fp.inputs,
+        **artifact_head(spec, vm, vmid, config, pve.storage, fp),
         "adopted": True,
         "packer_version": None,
         "builder": spec.source.type,

@@ -36,6 +36,25 @@ def utc_iso(now: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
 
 
+def artifact_head(spec: Any, vm: Any, vmid: int, config: dict[str, Any], storage: str, fp: Any):
+    """The fields every artifact starts with, built or adopted: the template as Proxmox has it
+    (name, node, VMID, disk storage, description) and the fingerprint of today's inputs."""
+    from tasks.l1.facts import disk_storage
+
+    return {
+        "name": str(config.get("name") or vm.name),
+        "template": spec.name,
+        "build": spec.packer_name,
+        "node": vm.node,
+        "vmid": vmid,
+        "storage": disk_storage(config) or storage,
+        "created_at": utc_iso(),
+        "description": str(config.get("description") or "").strip(),
+        "fingerprint": fp.value,
+        "inputs": fp.inputs,
+    }
+
+
 def update_stable_wanted(value: str | None) -> bool:
     """UPDATE_STABLE: `yes` (the default when unset) promotes; any other value leaves stable alone."""
     if value is None or value.strip() == "":

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.adapters import packer
 from tasks.l1.actions import BuildDecision, decide_build
-from tasks.l1.artifacts import update_stable_wanted, utc_iso, utc_stamp
-from tasks.l1.facts import VmFact, disk_storage, is_template, read_vms
+from tasks.l1.artifacts import artifact_head, update_stable_wanted, utc_iso, utc_stamp
+from tasks.l1.facts import VmFact, is_template, read_vms
 from tasks.l1.layer import L1Layer
 from tasks.l1.spec import TemplateProblem, TemplateSpec, describe_missing, missing_hint
 from tasks.runtime.console import say, table, warn
@@ -378,16 +378,7 @@ def _artifact_data(
         )
     analysis = l1.analysis(spec, isos=True)
     return {
-        "name": str(config.get("name") or vm.name),
-        "template": spec.name,
-        "build": spec.packer_name,
-        "node": vm.node,
-        "vmid": vmid,
-        "storage": disk_storage(config) or pve.storage,
-        "created_at": utc_iso(),
-        "description": str(config.get("description") or "").strip(),
-        "fingerprint": fp.value,
-        "inputs": fp.inputs,
+        **artifact_head(spec, vm, vmid, config, pve.storage, fp),
         "packer_version": packer_version,
         "packer_run_uuid": found.get("packer_run_uuid"),
         "packer_artifact": {
