@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from helpers import copy_repo
+
+_REAL_HOME = os.environ.get("HOME")
+_HOME = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give every test (and every `inv` it starts) a throwaway HOME, so that nothing of the
+    machine's own ~/.kube/config, ~/.ssh/config, ~/.doppler or sops keys changes a result, and
+    no test writes into the operator's home. Git gets an identity there, as a CI user has."""
+    home = Path(tempfile.mkdtemp(prefix="homelab-tests-home-"))
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = homelab tests\n\temail = tests@example.invalid\n"
+        "[init]\n\tdefaultBranch = main\n"
+    )
+    config.stash[_HOME] = home
+    os.environ["HOME"] = str(home)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_HOME, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+    if _REAL_HOME is not None:
+        os.environ["HOME"] = _REAL_HOME
 
 
 @pytest.fixture

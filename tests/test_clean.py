@@ -65,5 +65,5 @@ def test_a_link_leading_out_of_the_checkout_is_removed_not_followed(
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(outside)
     result = run_inv(sample_repo, "clean")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert not link.is_symlink() and outside.read_text() == "not ours\n"

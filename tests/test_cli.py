@@ -67,20 +67,20 @@ def test_help_after_every_task_name(sample_repo: Path) -> None:
     for name in task_names(sample_repo):
         for flag in ("-h", "--help"):
             result = run_inv(sample_repo, name, flag)
-            assert result.returncode == 0, result
-            assert f"Usage: inv [--core-opts] {name}" in result.stdout, result
+            assert result.returncode == 0, str(result)
+            assert f"Usage: inv [--core-opts] {name}" in result.stdout, str(result)
 
 
 def test_bare_inv_lists_the_tasks_with_a_hint(sample_repo: Path) -> None:
     result = run_inv(sample_repo)
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "Available tasks:" in result.stdout and "l0.runway" in result.stdout
     assert result.stdout.rstrip().endswith("run 'inv TASK --help' for a task's flags")
 
 
 def test_a_misspelt_task_gets_the_nearest_names(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "l0.runaway")
-    assert result.returncode == 1, result
+    assert result.returncode == 1, str(result)
     assert "No idea what 'l0.runaway' is!" in result.stderr
     assert "did you mean: l0.runway?" in result.stderr
 
@@ -88,7 +88,7 @@ def test_a_misspelt_task_gets_the_nearest_names(sample_repo: Path) -> None:
 def test_a_missing_positional_is_the_projects_error(sample_repo: Path) -> None:
     """Invoke's own message for it is pinned here too: homelab_cli.py recognises it by its text."""
     result = run_inv(sample_repo, "env.check")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "error: env.check needs LAYER: one of l0, l1, l2, l3, l4, cluster, host" in result.stderr
     assert "Traceback" not in result.output
     from invoke.parser import Parser, ParserContext
@@ -130,4 +130,4 @@ def test_bash_completion_works_without_the_venv_on_path(sample_repo: Path, tmp_p
         ["bash", "-c", probe], cwd=sample_repo, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["l0.runway"], result
+    assert result.stdout.split() == ["l0.runway"], str(result)

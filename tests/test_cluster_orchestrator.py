@@ -45,7 +45,7 @@ def _step_names(stdout: str) -> list[str]:
 
 def test_apply_runs_the_seed_steps_in_order(sample_repo: Path, tmp_path: Path) -> None:
     result = run_inv(sample_repo, "cluster.apply", env=_env(tmp_path))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     steps = _step_names(result.stdout)
     assert steps == [
         "15_verify_cluster_access",
@@ -81,7 +81,7 @@ def test_apply_runs_the_seed_steps_in_order(sample_repo: Path, tmp_path: Path) -
 
 def test_apply_dry_run_makes_no_cluster_call(sample_repo: Path, tmp_path: Path) -> None:
     result = run_inv(sample_repo, "cluster.apply", "--dry-run", env=_env(tmp_path))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert (
         "15_verify_cluster_access" in result.stdout
         and "dry run: nothing was changed" in result.stdout
@@ -100,7 +100,7 @@ def test_feat_verify_off_skips_the_verify_steps(sample_repo: Path, tmp_path: Pat
 def test_missing_runtime_inputs_are_all_named(sample_repo: Path, tmp_path: Path) -> None:
     env = kube_env(tmp_path, CLICKSTACK_API_KEY="clickstack-key-1a2b3c")
     result = run_inv(sample_repo, "cluster.apply", env=env)
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert (
         "missing runtime-input variable(s): OAUTH2_PROXY_CLIENT_ID, OAUTH2_PROXY_CLIENT_SECRET, "
         "OAUTH2_PROXY_COOKIE_SECRET, OTEL_INGESTION_KEY"
@@ -170,7 +170,7 @@ def test_delete_confirms_then_runs_the_seed_steps(sample_repo: Path, tmp_path: P
     assert refused.returncode == 3 and "without confirmation" in refused.stderr
     assert calls(tmp_path) == []
     result = run_inv(sample_repo, "cluster.delete", "--yes", env=env)
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     steps = _step_names(result.stdout)
     assert steps == [
         "15_verify_cluster_access",
@@ -207,7 +207,7 @@ def test_delete_with_cilium_and_leftovers(sample_repo: Path, tmp_path: Path) -> 
         "--yes",
         env=kube_env(tmp_path, leftovers) | {k: v for k, v in env.items() if k == "FEAT_CILIUM"},
     )
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     cmds = commands(tmp_path)
     assert (
         "kubectl delete customresourcedefinition certificates.cert-manager.io --ignore-not-found"

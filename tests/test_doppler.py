@@ -50,7 +50,7 @@ def _show(repo: Path, env: dict[str, str], *args: str):
 def test_cli_backend_injects_masks_and_fetches_once(sample_repo: Path, tmp_path: Path) -> None:
     _pin_scope(sample_repo)
     result = _show(sample_repo, _cli_env(tmp_path))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     variables = {v["name"]: v for v in json.loads(result.stdout)["variables"]}
     assert variables["FROM_DOPPLER"] == {
         "name": "FROM_DOPPLER",
@@ -77,7 +77,7 @@ def test_cli_backend_injects_masks_and_fetches_once(sample_repo: Path, tmp_path:
 )
 def test_switched_off(sample_repo: Path, tmp_path: Path, env: dict, reason: str) -> None:
     result = _show(sample_repo, _cli_env(tmp_path, **env))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     layers = {lyr["name"]: lyr for lyr in json.loads(result.stdout)["layers"]}
     assert layers["doppler"]["skipped"] == reason
     assert _calls(tmp_path) == []
@@ -85,7 +85,7 @@ def test_switched_off(sample_repo: Path, tmp_path: Path, env: dict, reason: str)
 
 def test_ci_with_force_doppler_is_on(sample_repo: Path, tmp_path: Path) -> None:
     result = _show(sample_repo, _cli_env(tmp_path, CI="true", FORCE_DOPPLER="1"))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert len(_calls(tmp_path)) == 1
 
 
@@ -104,7 +104,7 @@ def test_no_fetch_for_list_help_and_no_doppler(sample_repo: Path, tmp_path: Path
 
 def test_cli_failure_is_clear(sample_repo: Path, tmp_path: Path) -> None:
     result = _show(sample_repo, _cli_env(tmp_path, DOPPLER_STANDIN_FAIL="Invalid auth token"))
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "the doppler CLI failed (exit 1): Invalid auth token" in result.stderr
     assert "DOPPLER=0" in result.stderr and "Traceback" not in result.output
 
@@ -120,7 +120,7 @@ def test_rest_backend(sample_repo: Path) -> None:
     _pin_scope(sample_repo)
     with DopplerApiStandIn({"FROM_DOPPLER": SECRET, "DOPPLER_PROJECT": "homelab"}) as api:
         result = _show(sample_repo, _rest_env(api, api.token))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     variables = {v["name"]: v for v in json.loads(result.stdout)["variables"]}
     assert variables["FROM_DOPPLER"]["value"] == "***"
     assert SECRET not in result.output and api.token not in result.output
@@ -136,7 +136,7 @@ def test_rest_backend_retries_5xx(sample_repo: Path) -> None:
     with DopplerApiStandIn({"FROM_DOPPLER": SECRET}) as api:
         api.fail_times = 2
         result = _show(sample_repo, _rest_env(api, api.token))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert len(api.requests) == 3
 
 
@@ -144,14 +144,14 @@ def test_rest_backend_gives_up_on_persistent_5xx(sample_repo: Path) -> None:
     with DopplerApiStandIn({}) as api:
         api.fail_times = 10
         result = _show(sample_repo, _rest_env(api, api.token))
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "Doppler answered HTTP 503 after 3 attempts" in result.stderr
 
 
 def test_rest_backend_bad_token(sample_repo: Path) -> None:
     with DopplerApiStandIn({"FROM_DOPPLER": SECRET}) as api:
         result = _show(sample_repo, _rest_env(api, "dp.st.wrong-token-value"))
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "Doppler rejected the token (HTTP 401): Invalid Auth token" in result.stderr
     assert "dp.st.wrong-token-value" not in result.output
     assert len(api.requests) == 1  # an auth failure is not retried
@@ -162,7 +162,7 @@ def test_rest_backend_unreachable(sample_repo: Path) -> None:
     env["PATH"] = _without_the_real_cli(env["PATH"])
     env.pop("DOPPLER")
     result = _show(sample_repo, env)
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "cannot reach http://127.0.0.1:9" in result.stderr and "DOPPLER=0" in result.stderr
 
 
@@ -172,10 +172,10 @@ def test_not_set_up_names_the_three_ways_forward(sample_repo: Path) -> None:
     env.pop("DOPPLER")
     for args in (["env.show"], ["l0.runway"], ["up", "--dry-run"]):
         result = run_inv(sample_repo, *args, env=env)
-        assert result.returncode == 4, result
+        assert result.returncode == 4, str(result)
         assert "no Doppler CLI and no DOPPLER_TOKEN" in result.stderr
         for way in ("doppler login", "DOPPLER_TOKEN", "DOPPLER=0 in inventory/profiles/local.env"):
-            assert way in result.stderr, result
+            assert way in result.stderr, str(result)
         assert "Traceback" not in result.output and "config.env" not in result.stderr
     # For good: DOPPLER=0 in local.env, as the message says.
     (sample_repo / "inventory" / "profiles" / "local.env").write_text("DOPPLER=0\n")

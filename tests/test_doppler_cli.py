@@ -43,7 +43,7 @@ def _files(home: Path) -> list[str]:
 
 
 def _variables(result) -> dict[str, dict]:
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     return {v["name"]: v for v in json.loads(result.stdout)["variables"]}
 
 
@@ -103,7 +103,7 @@ def test_a_rejected_token_is_an_error_never_answered_from_a_copy(
         result = run_inv(
             sample_repo, "env.show", env={**env, "DOPPLER_TOKEN": "dp.st.revoked-0e1f"}
         )
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "the doppler CLI failed (exit 1): Invalid Auth token" in result.stderr
     assert "DOPPLER=0" in result.stderr and "offline copy" not in result.stderr
     assert "dp.st.revoked-0e1f" not in result.output and "Traceback" not in result.output
@@ -127,7 +127,7 @@ def test_the_scope_from_doppler_setup_applies(sample_repo: Path, tmp_path: Path)
         )
         assert setup.returncode == 0, setup.stderr
         result = run_inv(sample_repo, "env.show", env=env)
-        assert result.returncode == 0, result
+        assert result.returncode == 0, str(result)
         assert api.requests[-1]["query"]["project"] == ["lab"]
         assert api.requests[-1]["query"]["config"] == ["dev"]
 
@@ -155,7 +155,7 @@ def test_the_token_never_reaches_a_command_line(sample_repo: Path, tmp_path: Pat
         finally:
             done.set()
             sampler.join()
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert any("secrets download" in line for line in seen), "the sampler never saw the CLI"
     assert not [line for line in seen if "dp.st.argv-watch-77aa" in line]
 

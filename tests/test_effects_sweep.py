@@ -220,9 +220,9 @@ def test_a_dry_run_changes_nothing(lab: Lab, task: str) -> None:
         for variant in _variants(task, argv, takes):
             before = lab.snapshot()
             result = run_inv(lab.repo, *variant, env=lab.env)
-            assert "bug in the runner" not in result.output, result
-            assert "Traceback" not in result.output, result
-            assert lab.violations(before) == [], result
+            assert "bug in the runner" not in result.output, str(result)
+            assert "Traceback" not in result.output, str(result)
+            assert lab.violations(before) == [], str(result)
             if takes:  # a mutating task: its dry run leaves a trace, and it says it was dry
                 (trace,) = [t for t in lab.new_traces(before) if t["task"] == task]
                 assert trace["dry_run"] is True and trace["argv"][1:] == variant
@@ -242,7 +242,7 @@ def test_a_broken_seam_fails_the_sweep(tmp_path: Path) -> None:
         broken_lab = Lab(repo, tmp_path, stack)
         before = broken_lab.snapshot()
         result = run_inv(repo, "--dry", "l2.apply", env=broken_lab.env)
-        assert result.returncode == 0, result
+        assert result.returncode == 0, str(result)
         found = broken_lab.violations(before)
         assert "fakepve saw POST /api2/json/nodes/pve1/qemu/9000/clone" in found, (found, result)
         assert any("pve POST" in v for v in found), found  # the seam recorded the mutation

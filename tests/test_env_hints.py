@@ -17,9 +17,9 @@ def test_missing_values_are_sent_where_they_belong(sample_repo: Path) -> None:
     env.pop("PM_TOKEN_SECRET", None)
     for args in (["env.check", "l0"], ["l2.plan"]):
         result = run_inv(sample_repo, *args, env=env)
-        assert result.returncode == 2, result
+        assert result.returncode == 2, str(result)
         assert "PM_TOKEN_SECRET in Doppler or inventory/profiles/secrets.env" in result.stderr
-        assert "config.env" not in _without_secrets(result.stderr), result
+        assert "config.env" not in _without_secrets(result.stderr), str(result)
     (sample_repo / "inventory" / "config.env").write_text(
         (sample_repo / "inventory" / "config.env").read_text().replace("PVE_NODE=", "#PVE_NODE=")
     )

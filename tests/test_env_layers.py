@@ -11,7 +11,7 @@ from helpers import STANDINS, base_env, run_inv
 
 def _show(repo: Path, *args: str, **env: str) -> dict:
     result = run_inv(repo, "env.show", "--json", "--all", *args, env=base_env(**env))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     data = json.loads(result.stdout)
     return {v["name"]: v for v in data["variables"]} | {"__layers__": data["layers"]}
 
@@ -110,14 +110,14 @@ def test_interpolation_from_lower_layer(sample_repo: Path) -> None:
 def test_malformed_line_names_file_and_line(sample_repo: Path, line: str) -> None:
     _write(sample_repo / "inventory" / "profiles" / "local.env", f"# header\nOK=1\n{line}\n")
     result = run_inv(sample_repo, "env.show")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "profiles/local.env:3:" in result.stderr
     assert "Traceback" not in result.output
 
 
 def test_missing_profile_file_is_an_error(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "env.show", "--profile", "nope.env")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "nope.env: env file not found" in result.stderr
 
 
@@ -127,7 +127,7 @@ def test_secret_names_are_masked(sample_repo: Path) -> None:
         "PM_TOKEN_SECRET=abcd-1234-secret\nPM_TOKEN_ID=user@pve!tok\nMY_PAT=ghp_whatever\n",
     )
     result = run_inv(sample_repo, "env.show")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "abcd-1234-secret" not in result.output and "ghp_whatever" not in result.output
     assert "user@pve!tok" in result.stdout  # a token *id* is a reference, not a secret
 
@@ -135,7 +135,7 @@ def test_secret_names_are_masked(sample_repo: Path) -> None:
 def test_a_pasted_secret_line_is_named_but_never_quoted(sample_repo: Path) -> None:
     _write(sample_repo / "inventory" / "profiles" / "secrets.env", "OK=1\nghp_pasted123token\n")
     result = run_inv(sample_repo, "env.show")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "profiles/secrets.env:2:" in result.stderr
     assert "ghp_pasted123token" not in result.output
 
@@ -146,7 +146,7 @@ def test_shadowed_secrets_and_secrets_inside_values_stay_masked(sample_repo: Pat
     result = run_inv(
         sample_repo, "env.show", "--json", env=base_env(NOTE='x pä"ss-word-9 y', DOPPLER="0")
     )
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "ss-word-9" not in result.output
 
 
@@ -154,7 +154,7 @@ def test_env_check_reports_every_missing_variable(sample_repo: Path) -> None:
     cfg = sample_repo / "inventory" / "config.env"
     cfg.write_text("PVE_NODE=pve1\n")
     result = run_inv(sample_repo, "env.check", "l0")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     for name in ("PVE_ACCESS_HOST", "PM_TOKEN_ID", "PM_TOKEN_SECRET", "PVE_STORAGE_VM"):
         assert name in result.stderr
     assert "4 required variable(s) missing" in result.stderr

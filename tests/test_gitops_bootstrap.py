@@ -41,7 +41,7 @@ def test_bootstrap_clones_bootstraps_flux_and_writes_the_trace(
         tmp_path, GITOPS_REPO_USERNAME="flux-bot", GITOPS_REPO_PASSWORD="repo-password-83bd1"
     )
     result = run_inv(sample_repo, "gitops.bootstrap", "--cluster", "home", env=env)
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     clone = sample_repo / ".work/home/gitops-src"
     sha = git(remote, "rev-parse", "main").stdout.strip()
     assert git(clone, "rev-parse", "HEAD").stdout.strip() == sha
@@ -115,7 +115,7 @@ def test_bootstrap_updates_repoints_and_follows_tags(
     git(work, "push", "-q", "origin", "main", "--tags")
     _point_at(sample_repo, f"file://{moved}", "v1.0.0")
     result = run_inv(sample_repo, "gitops.bootstrap", "--cluster", "home", env=env)
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     clone = sample_repo / ".work/home/gitops-src"
     assert git(clone, "remote", "get-url", "origin").stdout.strip() == f"file://{moved}"
     assert (
@@ -172,7 +172,7 @@ def test_bootstrap_bad_input(sample_repo: Path, tmp_path: Path) -> None:
 def test_bootstrap_unreachable_remote(sample_repo: Path, tmp_path: Path) -> None:
     _point_at(sample_repo, "http://127.0.0.1:9/nothing.git")
     result = run_inv(sample_repo, "gitops.bootstrap", "--cluster", "home", env=kube_env(tmp_path))
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "git clone" in result.stderr and "Traceback" not in result.output
     assert commands(tmp_path) == [] and not (sample_repo / ".work/home/gitops-src").exists()
 
@@ -207,7 +207,7 @@ def test_bootstrap_configures_vault_kubernetes_auth(
         result = run_inv(sample_repo, "gitops.bootstrap", "--cluster", "home", env=env)
     finally:
         server.shutdown()
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     path, token, body = _Vault.seen[-1]
     assert path == "/v1/auth/k8s-home/config" and token == "vault-token-55aa9"
     assert (

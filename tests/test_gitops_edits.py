@@ -20,7 +20,7 @@ def test_crlf_file_gets_a_one_line_diff(sample_repo: Path) -> None:
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
     git(sample_repo, "commit", "-qam", "CRLF")
     result = run_inv(sample_repo, "platform.certs", "--prod")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert _numstat(sample_repo) == [f"1\t1\t{SETTINGS}"]
     data = path.read_bytes()
     assert data.count(b"\r\n") == data.count(b"\n")  # every line still ends in CRLF
@@ -40,7 +40,7 @@ def test_utf8_bom_and_utf16_files_keep_their_encoding(sample_repo: Path) -> None
     path.write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
     git(sample_repo, "commit", "-qam", "UTF-16")
     result = run_inv(sample_repo, "platform.certs", "--prod")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     data = path.read_bytes()
     assert data.startswith(codecs.BOM_UTF16_LE)
     assert data[2:].decode("utf-16-le") == text.replace(
@@ -66,7 +66,7 @@ def test_multi_document_edit_and_next_steps_from_anywhere(sample_repo: Path, tmp
     commit_tree(root, tmp_path, "fleet-a")
     point_runner_at(sample_repo, root, "lab")
     result = run_inv(sample_repo, "platform.certs", "--prod")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert _numstat(root) == ["1\t1\tclusters/lab/flux-system/settings.yaml"]
     step = next(ln.strip() for ln in result.stdout.splitlines() if ln.strip().startswith("git -C"))
     elsewhere = tmp_path / "elsewhere"
@@ -97,5 +97,5 @@ def test_two_configmaps_of_the_same_name_are_refused(sample_repo: Path) -> None:
     path.write_text(path.read_text() + "---\n" + path.read_text())
     git(sample_repo, "commit", "-qam", "twice")
     result = run_inv(sample_repo, "platform.certs", "--prod")
-    assert result.returncode == 2 and "2 ConfigMaps match" in result.stderr, result
+    assert result.returncode == 2 and "2 ConfigMaps match" in result.stderr, str(result)
     assert git(sample_repo, "status", "--porcelain").stdout == ""

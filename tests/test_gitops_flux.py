@@ -79,7 +79,7 @@ def test_status_lists_ready_and_not_ready(sample_repo: Path, tmp_path: Path) -> 
         },
     }
     result = run_inv(sample_repo, "flux.status", env=kube_env(tmp_path, cluster))
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     lines = result.stdout.splitlines()
     assert any(
         ln.startswith("Kustomization") and "flux-system/infrastructure" in ln and " ready " in ln
@@ -102,7 +102,7 @@ def test_diff_area(sample_repo: Path, tmp_path: Path) -> None:
     }
     env = kube_env(tmp_path, cluster)
     result = run_inv(sample_repo, "flux.diff", "platform-services", env=env)
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert (
         "HelmRelease/oauth2-proxy/oauth2-proxy drifted" in result.stdout
         and "differences above" in result.stdout

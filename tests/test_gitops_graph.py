@@ -72,7 +72,7 @@ def test_cycles_dangling_dependencies_and_missing_paths_name_kustomization_and_f
     )
     where = f"{root}/clusters/lab/extra.yaml"
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     err = result.stderr
     assert (
         f"Flux Kustomization ghost ({where}): folder {root}/nowhere does not exist "
@@ -139,7 +139,7 @@ def test_other_sources_are_reconciled_by_kind_and_name(sample_repo: Path, tmp_pa
         },
     )
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "not rendered: its source GitRepository flux-system/addons is another repository" in (
         result.output
     )
@@ -207,7 +207,7 @@ def test_folders_without_kustomization_yaml_render_as_flux_generates(
         },
     )
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert any(
         "/bare" in ln and ln.split()[2] == "3"
         for ln in result.stdout.splitlines()
@@ -251,7 +251,7 @@ def test_sops_file_without_decryption_and_literal_vars(sample_repo: Path, tmp_pa
     infra = root / "infrastructure/lab/kustomization.yaml"
     infra.write_text(infra.read_text() + "  - script.yaml\n")
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert (
         f"Flux Kustomization tenants ({root}/clusters/lab/tenants.yaml): "
         f"Secret/apps-staging/creds ({root}/tenants/staging/creds.sops.yaml) is SOPS-encrypted, "
@@ -298,7 +298,7 @@ def test_bootstrap_refuses_a_path_that_is_not_a_flux_tree(
     add_cluster_file(sample_repo, "lab", remote, path)
     env = kube_env(tmp_path)
     result = run_inv(sample_repo, "gitops.bootstrap", "--cluster", "lab", env=env)
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     if problem == "helm chart":
         assert f"gitops.path '{path}' is a Helm chart (it has a Chart.yaml), not a Flux tree" in (
             result.stderr

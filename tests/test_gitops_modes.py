@@ -19,7 +19,7 @@ def _diff_lines(repo: Path) -> list[str]:
 def test_platform_certs_prod_is_a_one_line_diff(sample_repo: Path) -> None:
     before = (sample_repo / SETTINGS).read_text()
     result = run_inv(sample_repo, "platform.certs", "--prod")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert _diff_lines(sample_repo) == [
         '-  CERT_ISSUER: "letsencrypt-staging"',
         '+  CERT_ISSUER: "letsencrypt-prod"',
@@ -58,7 +58,7 @@ def test_platform_certs_keeps_single_quotes_and_plain_scalars(sample_repo: Path)
     )
     git(sample_repo, "commit", "-qam", "single quotes")
     result = run_inv(sample_repo, "platform.certs", "--staging")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert _diff_lines(sample_repo) == [
         "-  CERT_ISSUER: 'letsencrypt-prod'  # the issuer",
         "+  CERT_ISSUER: 'letsencrypt-staging'  # the issuer",
@@ -127,7 +127,7 @@ def test_mode_targets_follow_runner_settings(sample_repo: Path) -> None:
         .replace("cluster: home", "cluster: lab")
     )
     result = run_inv(sample_repo, "platform.certs", "--prod")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert (
         "gitops-tree/clusters/lab/flux-system/sources/configmap-platform-settings.yaml"
         in result.stdout
@@ -188,6 +188,6 @@ def test_a_broken_mode_file_is_refused_before_the_tenants_file_is_touched(
     (sample_repo / mode_file).write_text(text)
     before = (sample_repo / TENANTS).read_bytes()
     result = run_inv(sample_repo, "app.mode", "staging-le-prod")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert mode_file in result.stderr and named in result.stderr
     assert (sample_repo / TENANTS).read_bytes() == before

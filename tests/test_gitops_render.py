@@ -30,7 +30,7 @@ def test_configure_reproduces_the_committed_tree_and_is_idempotent(sample_repo: 
     assert missing.returncode == 2 and "inv init" in missing.stderr
     assert run_inv(sample_repo, "init").returncode == 0
     result = run_inv(sample_repo, "configure")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "already as wanted" in result.stdout
     assert git(sample_repo, "status", "--porcelain").stdout == ""
 
@@ -43,7 +43,7 @@ def test_configure_renders_changes_atomically(sample_repo: Path) -> None:
     assert dry.returncode == 0 and "+  interval: 5m" in dry.stdout
     assert git(sample_repo, "status", "--porcelain").stdout == ""
     result = run_inv(sample_repo, "configure")
-    assert result.returncode == 0 and "5 of 9 files written" in result.stdout, result
+    assert result.returncode == 0 and "5 of 9 files written" in result.stdout, str(result)
     again = run_inv(sample_repo, "configure")
     assert "already as wanted" in again.stdout
 
@@ -55,7 +55,7 @@ def test_configure_lists_every_missing_variable_and_writes_nothing(sample_repo: 
         config.read_text().replace("  repo_url:", "  repo_uri:").replace("  interval: 10m\n", "")
     )
     result = run_inv(sample_repo, "configure")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     err = result.stderr
     assert "templates/gitops/gotk-sync.yaml.j2:9: 'dict object' has no attribute 'interval'" in err
     assert "templates/gitops/gotk-sync.yaml.j2:10: 'dict object' has no attribute 'repo_url'" in err
@@ -67,7 +67,7 @@ def test_configure_lists_every_missing_variable_and_writes_nothing(sample_repo: 
 def test_configure_rejects_malformed_config(sample_repo: Path) -> None:
     (sample_repo / CONFIG).write_text("gitops: [unclosed\n")
     result = run_inv(sample_repo, "configure")
-    assert result.returncode == 2 and "inventory/homelab.yaml:" in result.stderr, result
+    assert result.returncode == 2 and "inventory/homelab.yaml:" in result.stderr, str(result)
     (sample_repo / CONFIG).write_text("gitops: {}\n")
     result = run_inv(sample_repo, "configure")
-    assert result.returncode == 2 and "'apps' is a required property" in result.stderr, result
+    assert result.returncode == 2 and "'apps' is a required property" in result.stderr, str(result)

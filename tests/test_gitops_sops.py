@@ -61,7 +61,7 @@ def test_edit_decrypts_to_a_private_temp_file_and_re_encrypts(
     path = tree / SECRET
     env = _env(tmp_path, key, EDIT_FROM="secret-domain.example", EDIT_TO="new-domain.example")
     result = run_inv(sample_repo, "secrets.edit", str(path), env=env)
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "re-encrypted; Secret/cluster-secrets: changed SECRET_DOMAIN" in result.stdout
     temp, mode, folder_mode = (tmp_path / "side.txt").read_text().splitlines()
     assert (mode, folder_mode) == ("0o600", "0o700")
@@ -121,7 +121,7 @@ def test_encrypt_in_place_with_the_repos_rules(sample_repo: Path, tmp_path: Path
     dry = run_inv(sample_repo, "secrets.encrypt", str(path), "--dry-run", env=_env(tmp_path))
     assert dry.returncode == 0 and "plain-token-value-81f2" in path.read_text()
     result = run_inv(sample_repo, "secrets.encrypt", str(path), env=_env(tmp_path))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert (
         "encrypted kubernetes/apps/default/echo/app/token.sops.yaml (1 data keys)" in result.stdout
     )

@@ -12,7 +12,7 @@ PLATFORM = f"{GITOPS}/platform-services"
 
 def test_sample_tree_validates(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     for owner in ("infrastructure", "issuers", "platform-services", "tenants"):
         assert owner in result.stdout
     assert "not schema-checked" in result.stdout
@@ -25,7 +25,7 @@ def test_every_app_mode_validates(sample_repo: Path) -> None:
     for mode in ("staging-le-prod", "prod-le-staging", "prod-le-prod"):
         assert run_inv(sample_repo, "app.mode", mode).returncode == 0
         result = run_inv(sample_repo, "k8s.validate")
-        assert result.returncode == 0, result
+        assert result.returncode == 0, str(result)
         assert f"app-{mode}" in result.stdout
 
 
@@ -33,7 +33,7 @@ def test_undefined_substitution_is_named(sample_repo: Path) -> None:
     release = sample_repo / PLATFORM / "base/oauth2-proxy/helmrelease.yaml"
     release.write_text(release.read_text().replace("auth.${BASE_DOMAIN}", "auth.${SITE_DOMAIN}", 1))
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "HelmRelease/oauth2-proxy/oauth2-proxy" in result.stderr
     assert "${SITE_DOMAIN} is not defined by Flux Kustomization platform-services" in result.stderr
     assert "BASE_DOMAIN" not in result.stderr
@@ -55,7 +55,7 @@ def test_substitution_defaults_and_inline_substitute_count_as_defined(sample_rep
         )
     )
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
 
 
 def test_runtime_inputs_come_from_the_external_secret_only(sample_repo: Path) -> None:
@@ -73,7 +73,7 @@ def test_strict_schema_errors_name_file_and_resource(sample_repo: Path) -> None:
     service = sample_repo / GITOPS / "tenants/apps/example/base/service.yaml"
     service.write_text(service.read_text().replace("  ports:", "  portz:"))
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     # The file the object came from (kustomize's origin annotation), not only the overlay.
     assert (
         "layers/gitops/tenants/apps/example/base/service.yaml: Service/apps-staging/example "
@@ -89,7 +89,7 @@ def test_broken_kustomization_and_missing_path(sample_repo: Path) -> None:
     entry = sample_repo / GITOPS / "clusters/home/infrastructure.yaml"
     entry.write_text(entry.read_text().replace("infrastructure/issuers", "infrastructure/nowhere"))
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert (
         "Flux Kustomization platform-services" in result.stderr
         and "kubectl kustomize failed" in result.stderr
@@ -105,5 +105,5 @@ def test_malformed_cluster_yaml(sample_repo: Path) -> None:
     (sample_repo / GITOPS / "clusters/home/tenants.yaml").write_text("kind: [unclosed\n")
     git(sample_repo, "commit", "-qam", "broken")
     result = run_inv(sample_repo, "k8s.validate")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "clusters/home" in result.stderr and "Traceback" not in result.output

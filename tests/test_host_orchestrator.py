@@ -110,7 +110,7 @@ def test_dry_run_touches_nothing(
 ) -> None:
     lab.write_inventory(sample_repo)
     result = run_inv(sample_repo, "host.apply", "--dry-run", env=_env(dns, installer))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "10_dynamic_dns" in result.stdout and "20_install_k3s" in result.stdout
     assert dns.requests == [] and installer.downloads == 0
     assert not (lab.state / "k3s-1/k3s").exists()
@@ -121,7 +121,7 @@ def test_delete_needs_confirmation(
 ) -> None:
     lab.write_inventory(sample_repo)
     result = run_inv(sample_repo, "host.delete", env=_env(dns, installer))
-    assert result.returncode == 3, result
+    assert result.returncode == 3, str(result)
     assert dns.requests == []
 
 
@@ -131,7 +131,7 @@ def test_bad_token_is_a_clear_external_error(
     lab.write_inventory(sample_repo)
     env = _env(dns, installer, CLOUDFLARE_API_TOKEN="wrong-token-0000")
     result = run_inv(sample_repo, "host.apply", env=env)
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "Authentication error" in result.stderr and "CLOUDFLARE_API_TOKEN" in result.stderr
     assert "wrong-token-0000" not in result.output
     assert installer.downloads == 0  # the first step failed: k3s was not touched
@@ -150,7 +150,7 @@ def test_host_env_file_overrides_and_gate(
     result = run_inv(
         sample_repo, "host.apply", "--host-env", str(override), env=_env(dns, installer)
     )
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "gated off: FEAT_DYNAMIC_DNS=false" in result.stdout
     assert dns.requests == []
     assert (sample_repo / ".work/home/kubeconfig").exists()
@@ -164,7 +164,7 @@ def test_missing_settings_are_config_errors(sample_repo: Path) -> None:
         "20",
         env=base_env(HOST_NAME="", K3S_VERSION="v1.31.4+k3s1"),
     )
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "HOST_NAME is not set" in result.stderr
     bad = run_inv(
         sample_repo,

@@ -151,7 +151,7 @@ def test_an_agent_whose_server_is_unreachable_fails_clearly_and_the_others_are_r
         lab.apis["k3s-server-1"].close()  # the server's API port: nothing listens
         lab.write_inventory(sample_repo)
         result = run_inv(sample_repo, "host.apply", env=_env(installer, K3S_API_WAIT="2"))
-        assert result.returncode == 4, result
+        assert result.returncode == 4, str(result)
         url = f"https://{lab.hosts['k3s-server-1'].address}:{lab.apis['k3s-server-1'].port}"
         assert f"no answer from {url}/ping within 2s" in result.output
         assert "2 of 2 host(s) failed: k3s-agent-1 (failed), k3s-agent-2 (failed)" in result.stderr
@@ -209,7 +209,7 @@ def test_a_changed_config_touches_only_that_host(
     doc["hosts"][AGENTS[1]]["vars"]["k3s_config"]["node-label"] = ["homelab/role=agent", "x=y"]
     (sample_repo / "inventory/hosts.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     result = run_inv(sample_repo, "host.apply", env=_env(installer))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert [len(installs(lab, n)) for n in [*SERVERS, *AGENTS]] == [1, 1, 1, 2]
     assert "reinstall k3s v1.31.4+k3s1 for its config" in result.stdout
     assert "x=y" in (lab.state / AGENTS[1] / "k3s/etc/config.yaml").read_text()
@@ -220,7 +220,7 @@ def test_dry_run_shows_each_hosts_plan_and_changes_nothing(
 ) -> None:
     lab.write_inventory(sample_repo)
     result = run_inv(sample_repo, "host.apply", "--dry-run", env=_env(installer))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     for name in SERVERS[1:] + AGENTS:
         assert f"{name} ({'server' if 'server' in name else 'agent'}, joins k3s-server-1)" in (
             result.stdout

@@ -202,7 +202,7 @@ def test_skip_build_reuses_packers_last_run(sample_repo: Path, lab: PveFixture) 
 def test_build_refuses_without_its_packer_variables(sample_repo: Path, lab: PveFixture) -> None:
     env = lab.env()  # no PM_USER / PM_PASSWORD
     result = run_inv(sample_repo, "l1.build", NAME, env=env)
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "proxmox_password (set PM_PASSWORD)" in result.stderr
     assert "proxmox_username (set PM_USER)" in result.stderr
     assert lab.writes() == []
@@ -210,7 +210,7 @@ def test_build_refuses_without_its_packer_variables(sample_repo: Path, lab: PveF
 
 def test_plugins_need_packer_init(sample_repo: Path, lab: PveFixture) -> None:
     result = run_inv(sample_repo, "l1.build", "debian12-base", env=_env(lab))
-    assert result.returncode == 2 and "needs Packer 1.7 or later" in result.stderr, result
+    assert result.returncode == 2 and "needs Packer 1.7 or later" in result.stderr, str(result)
     # The dry run says so too (before any API call), rather than "would build".
     dry = run_inv(sample_repo, "l1.build", "debian12-base", "--dry-run", env=_env(lab))
     assert dry.returncode == 2 and "needs Packer 1.7 or later" in dry.stderr, dry

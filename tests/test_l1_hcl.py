@@ -220,7 +220,7 @@ def test_l1_reports_an_attribute_set_twice_as_the_templates_row(sample_repo: Pat
         )
     )
     result = run_inv(sample_repo, "l1.list", "--json", env=_env())
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     rows = {r["template"]: r for r in json.loads(result.stdout)}
     assert "full_clone is set twice" in rows["debian12-k3s"]["error"]
     assert rows["debian12-base"]["error"] is None

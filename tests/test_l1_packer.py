@@ -358,7 +358,7 @@ def test_up_builds_the_templates_it_can_and_reports_the_rest(
     broken.mkdir()
     (broken / "broken.pkr.hcl").write_text('source "null" "x" {\n  communicator = \n}\n')
     result = run_inv(sample_repo, "up", "--from", "l1", "--to", "l1", env=_env(lab))
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "Converting VM to template" in result.stdout  # debian12-k3s was built
     stable = json.loads((sample_repo / "layers/l1/artifacts" / NAME / "stable.json").read_text())
     assert lab.fake.vm(stable["vmid"]).template

@@ -350,7 +350,7 @@ def test_list_names_the_file_of_a_parse_error_and_lists_the_rest(sample_repo: Pa
     bad = sample_repo / "layers" / "l1" / "templates" / "debian12-k3s" / "broken.pkr.hcl"
     bad.write_text('source "null" "x" {\n  communicator = \n}\n')
     result = run_inv(sample_repo, "l1.list", env=_env())
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     row = next(line for line in result.stdout.splitlines() if line.startswith("debian12-k3s"))
     assert "error:" in row  # the row of the broken template (long cells wrap)
     text = " ".join(result.stdout.split())
@@ -363,12 +363,12 @@ def test_list_names_the_file_of_a_parse_error_and_lists_the_rest(sample_repo: Pa
 def test_list_refuses_a_loose_template_file(sample_repo: Path) -> None:
     (sample_repo / "layers" / "l1" / "templates" / "loose.pkr.hcl").write_text("")
     result = run_inv(sample_repo, "l1.list", env=_env())
-    assert result.returncode == 2 and "its own folder" in result.stderr, result
+    assert result.returncode == 2 and "its own folder" in result.stderr, str(result)
 
 
 def test_list_reports_every_template_as_json(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "l1.list", "--json", env=_env())
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     rows = {r["template"]: r for r in json.loads(result.stdout)}
     assert rows["debian12-k3s"]["source"] == "proxmox-clone.k3s"
     assert rows["debian12-base"]["reasons"] == ["no stable artifact"]
@@ -381,7 +381,7 @@ def test_bad_layer_settings_are_reported_with_the_file(sample_repo: Path) -> Non
     text = layer.read_text().replace("  connection:", "  connectoin:", 1)
     layer.write_text(text)
     result = run_inv(sample_repo, "l1.list", env=_env())
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "layer.yaml" in result.stderr and "connectoin" in result.stderr
 
 

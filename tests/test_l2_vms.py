@@ -113,7 +113,7 @@ def test_unmarked_vm_with_a_declared_name_is_an_error(lab) -> None:
     _repo, pve = lab
     pve.fake.add_vm(300, "k3s-agent-1", node="pve1", config={"cores": 1, "tags": "prod"})
     result = inv(lab, "l2.apply")
-    assert result.returncode == 3, result
+    assert result.returncode == 3, str(result)
     assert "exists without the tag 'homelab-runner'" in result.stderr
     assert "nothing was changed" in result.stderr
     assert pve.writes() == []
@@ -124,7 +124,7 @@ def test_a_detached_vm_with_the_clone_mark_is_never_adopted(lab) -> None:
     config = {"cores": 16, "memory": 65536, "tags": "prod", "description": CLONE_MARK}
     pve.fake.add_vm(300, "k3s-agent-1", node="pve1", config=config)
     result = inv(lab, "l2.apply")
-    assert result.returncode == 3, result
+    assert result.returncode == 3, str(result)
     assert "exists without the tag 'homelab-runner'" in result.stderr
     assert pve.writes() == []
     vm = vms(pve)["k3s-agent-1"]
@@ -154,7 +154,7 @@ def test_vmid_clash_is_an_error(lab) -> None:
     _repo, pve = lab
     pve.fake.add_vm(211, "someone-elses", node="pve1")
     result = inv(lab, "l2.plan")
-    assert result.returncode == 3, result
+    assert result.returncode == 3, str(result)
     assert "VMID 211 is taken by 'someone-elses' (not managed by the runner)" in result.stderr
 
 
@@ -180,7 +180,7 @@ def test_two_declarations_naming_one_vmid_are_a_config_error(lab) -> None:
     repo, pve = lab
     _three_vms(repo, {"fixed-a": 215, "fixed-b": 215})
     result = inv(lab, "l2.plan")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert 'vm "fixed-b": vmid 215 is also declared by layers/l2/vms.hcl: vm "fixed-a"' in (
         result.stderr
     )
@@ -191,7 +191,7 @@ def test_partial_failure_reports_pve_reason_and_rerun_converges(lab) -> None:
     _repo, pve = lab
     pve.fake.fail("PUT", "/nodes/pve1/qemu/210/resize", 500, "storage 'local-lvm' is full", times=1)
     result = inv(lab, "l2.apply")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert (
         "k3s-agent-1: failed: Proxmox API PUT /nodes/pve1/qemu/210/resize failed: HTTP 500 storage 'local-lvm' is full"
         in result.stdout
@@ -214,11 +214,11 @@ def test_failed_task_and_locked_vm(lab) -> None:
     pve.fake.snapshot_lock(211, "backup")
     vms(pve)["k3s-server-1"].status = "stopped"
     result = inv(lab, "l2.apply")
-    assert result.returncode == 3, result
+    assert result.returncode == 3, str(result)
     assert "k3s-server-1: VM is locked (backup)" in result.stderr
     pve.fake.unlock(211)
     result = inv(lab, "l2.apply")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "Proxmox task qmstart" in result.stdout and "QEMU exited with code 1" in result.stdout
 
 
@@ -290,7 +290,7 @@ def test_invalid_declaration_names_file_and_block(lab) -> None:
     hcl = repo / "layers" / "l2" / "vms.hcl"
     hcl.write_text(hcl.read_text().replace("memory = 8192", "memroy = 8192", 1))
     result = inv(lab, "l2.plan")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert 'layers/l2/vms.hcl: vm "k3s-agent-1"' in result.stderr and "memroy" in result.stderr
     hcl.write_text('vm "x" {\n  cores = \n}\n')
     result = inv(lab, "l2.plan")
@@ -307,7 +307,7 @@ def test_unknown_template_and_node(lab) -> None:
         .replace('vm "k3s-agent-2" {', 'vm "k3s-agent-2" {\n  node = "pve7"')
     )
     result = inv(lab, "l2.plan")
-    assert result.returncode == 3, result
+    assert result.returncode == 3, str(result)
     assert "template 'nope' is neither an L1 stable manifest nor a template" in result.stderr
     assert "node 'pve7' is not in the cluster (nodes: pve1)" in result.stderr
 
@@ -316,7 +316,7 @@ def test_api_down_is_one_clear_error(lab) -> None:
     _repo, pve = lab
     pve.fake.fail("GET", "/cluster/resources", 503, "service unavailable")
     result = inv(lab, "l2.plan")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     # Each retry is shown, then one error.
     assert "retry 3/3" in result.stderr
     assert result.stderr.splitlines()[-1] == (

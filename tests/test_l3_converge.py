@@ -48,7 +48,7 @@ def test_check_then_converge_then_nothing_changes(sample_repo: Path, lab: SshLab
 def test_tags_and_limit_narrow_the_run(sample_repo: Path, lab: SshLab) -> None:
     lab.write_inventory(sample_repo)
     result = run_inv(sample_repo, "l3.converge", "lab", "--tags", "ssh", "--limit", "web1")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert set(table_rows(result.stdout, lab)) == {"web1"}
     assert (lab.state / "web1/etc/ssh/sshd_config.d/90-homelab-hardening.conf").exists()
     assert not (lab.state / "web1/etc/sysctl.d/90-homelab.conf").exists()
@@ -58,7 +58,7 @@ def test_host_down_is_reported_and_the_others_converge(sample_repo: Path, lab: S
     lab.write_inventory(sample_repo)
     lab.hosts["db1"].stop()
     result = run_inv(sample_repo, "l3.converge", "all", "--wait", "1", "--tags", "sysctl")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     rows = table_rows(result.stdout, lab)
     assert rows["db1"][1] == "unreachable"
     assert rows["web1"][1] == rows["web2"][1] == "ok"
@@ -75,7 +75,7 @@ def test_failing_task_on_one_host(sample_repo: Path, lab: SshLab) -> None:
     doc["hosts"]["web2"]["vars"]["l3_packages"] = ["no-such-package-here"]
     path.write_text(yaml.safe_dump(doc))
     result = run_inv(sample_repo, "l3.converge", "all", "--tags", "packages")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     rows = table_rows(result.stdout, lab)
     assert rows["web2"][1] == "failed" and rows["web1"][1] == "ok" and rows["db1"][1] == "ok"
 
@@ -83,7 +83,7 @@ def test_failing_task_on_one_host(sample_repo: Path, lab: SshLab) -> None:
 def test_l4_converges_one_app_by_tag(sample_repo: Path, lab: SshLab) -> None:
     lab.write_inventory(sample_repo)
     result = run_inv(sample_repo, "l4.converge", "lab", "--tags", "whoami")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     compose = lab.state / "web1/apps/whoami/compose.yaml"
     assert "traefik/whoami" in compose.read_text()
     assert not (lab.state / "web1/apps/uptime-kuma").exists()
@@ -94,7 +94,7 @@ def test_l4_converges_one_app_by_tag(sample_repo: Path, lab: SshLab) -> None:
 def test_unknown_group_is_a_clear_error(sample_repo: Path, lab: SshLab) -> None:
     lab.write_inventory(sample_repo)
     result = run_inv(sample_repo, "l3.converge", "nope")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "no such group or host" in result.stderr and "lab" in result.stderr
 
 
@@ -140,7 +140,7 @@ def test_rolling_reboot_one_host_at_a_time(sample_repo: Path, lab: SshLab) -> No
     finally:
         stop.set()
         cycler.join()
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert [name for name, _ in order] == ["web1", "web2"]
     rows = table_rows(result.stdout, lab)
     assert rows["web1"][1] == rows["web2"][1] == "ok"

@@ -55,7 +55,7 @@ def test_an_old_kubectl_first_on_path_is_passed_over(
     env = kube_env(tmp_path, **RUNTIME_INPUTS)
     env["PATH"] = f"{old}{os.pathsep}{env['PATH']}"
     result = run_inv(sample_repo, *argv, env=env)
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     asked = log.read_text().splitlines() if log.exists() else []
     assert all(line.startswith("version") for line in asked), asked  # never used to render
 
@@ -65,7 +65,7 @@ def test_runway_names_the_passed_over_kubectl(sample_repo: Path, tmp_path: Path)
     env = kube_env(tmp_path)
     env["PATH"] = f"{old}{os.pathsep}{env['PATH']}"
     result = run_inv(sample_repo, "l0.runway", "--json", env=env)
-    assert f"1.20.2 at {old / 'kubectl'}" in result.stdout, result
+    assert f"1.20.2 at {old / 'kubectl'}" in result.stdout, str(result)
 
 
 def test_only_an_old_kubectl_is_a_clear_error(sample_repo: Path, tmp_path: Path) -> None:
@@ -79,10 +79,10 @@ def test_only_an_old_kubectl_is_a_clear_error(sample_repo: Path, tmp_path: Path)
     result = run_inv(sample_repo, "k8s.validate", env=env)
     venv_kubectl = Path(sys.executable).with_name("kubectl")
     if venv_kubectl.exists():  # setup.sh put one there (no new enough kubectl on this machine)
-        assert result.returncode == 0, result
+        assert result.returncode == 0, str(result)
         assert "kustomize" not in log.read_text()
         return
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert f"kubectl: 1.20.2 at {old / 'kubectl'}: too old, needs 1.27 or newer" in result.output
     assert "setup.sh" in result.output and "Traceback" not in result.output
     assert "kustomize" not in log.read_text()

@@ -53,7 +53,7 @@ def layer(report: dict, name: str) -> dict:
 def test_a_fresh_lab_plans_changes_and_mutates_nothing(lab) -> None:
     repo, pve = lab
     result = inv(lab, "plan", *FAST)
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "Traceback" not in result.output
     for title in ("L1 templates", "L2 VMs", "GitOps"):
         assert title in result.stdout
@@ -70,7 +70,7 @@ def test_a_fresh_lab_plans_changes_and_mutates_nothing(lab) -> None:
 
 def test_json_and_layer_limit(lab) -> None:
     result = inv(lab, "plan", "--layer", "l2", "--json")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     report = json.loads(result.stdout)
     assert [p["layer"] for p in report["plans"]] == ["l2"]
     items = layer(report, "l2")["items"]
@@ -116,7 +116,7 @@ def test_the_notification_is_masked_and_only_sent_on_drift(lab, tmp_path) -> Non
     received: list[tuple[dict, str]] = []
     with _receiver(received) as url:
         result = inv(lab, "plan", "--layer", "l2", "--quiet", NOTIFY_URL=url)
-        assert result.returncode == 2, result
+        assert result.returncode == 2, str(result)
         assert "k3s-agent-2" not in result.stdout and "l2: ***: change" in result.stdout
         (message,) = received
         assert "k3s-agent-2" not in message[1] and "l2: ***: change: create" in message[1]
@@ -131,7 +131,7 @@ def test_a_local_edit_shows_in_gitops_only(lab) -> None:
     tenants = repo / "layers" / "gitops" / "clusters" / "home" / "tenants.yaml"
     tenants.write_text(tenants.read_text() + "# an edit\n")
     result = inv(lab, "plan", *FAST, "--json")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     report = json.loads(result.stdout)
     gitops = layer(report, "gitops")["items"]
     assert [i["name"] for i in gitops if i["state"] == "change"] == [
@@ -166,14 +166,14 @@ def test_unreachable_proxmox_is_an_error_not_no_change(lab) -> None:
     result = inv(
         lab, "plan", "--layer", "l2", PVE_ACCESS_HOST="https://127.0.0.1:9", PVE_RETRIES="1"
     )
-    assert result.returncode == 1, result
+    assert result.returncode == 1, str(result)
     assert "error" in result.stdout and "could not be read" in result.stderr
     assert "Traceback" not in result.output
 
 
 def test_bad_input_is_exit_1_and_says_so(lab) -> None:
     result = inv(lab, "plan", "--layer", "l9")
-    assert result.returncode == 1, result
+    assert result.returncode == 1, str(result)
     assert "bad input to plan" in result.stderr and "--layer l9" in result.stderr
     setting = inv(lab, "plan", "--layer", "l2", PVE_TIMEOUT="soon")
     assert setting.returncode == 1 and "PVE_TIMEOUT" in setting.stderr, setting

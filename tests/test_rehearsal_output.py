@@ -46,7 +46,7 @@ def test_the_dry_run_and_the_next_steps_fit_in_120_columns(sample_repo: Path) ->
     from helpers import run_inv
 
     result = run_inv(sample_repo, "rehearse", "--dry-run")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "fakepve" in result.stdout and "nothing was started" in result.stdout
     assert all(len(line) <= 120 for line in result.stdout.splitlines()), result.stdout
     assert len(NEXT_STEPS) == 3

@@ -16,7 +16,7 @@ FALSE_FORMS = ["0", "false", "False", "no", "NO", "off", "Off"]
 
 
 def _layers(result) -> dict[str, dict]:
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     return {lyr["name"]: lyr for lyr in json.loads(result.stdout)["layers"]}
 
 
@@ -46,7 +46,7 @@ def test_profile_exclusive_for_every_true_form(sample_repo: Path, word: str) -> 
 @pytest.mark.parametrize("word", FALSE_FORMS)
 def test_a_feature_gate_is_off_for_every_false_form(sample_repo: Path, word: str) -> None:
     result = run_inv(sample_repo, "cluster.apply", "--dry-run", env=base_env(FEAT_VERIFY=word))
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert f"[skip] 94_verify_config_inputs (apply; gated off: FEAT_VERIFY={word})" in result.stdout
 
 
@@ -56,19 +56,19 @@ def test_every_bad_value_is_named_at_once_with_its_layer_and_nothing_runs(
     (sample_repo / "inventory/profiles/local.env").write_text("L3_WAIT=abc\nPVE_RETRIES=1.5\n")
     env = base_env(FEAT_VERIFY="ture", DOPPLER="maybe")
     result = run_inv(sample_repo, "up", "--dry-run", env=env)
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "Traceback" not in result.output and "bug in the runner" not in result.output
     # DOPPLER decides whether Doppler is fetched: it is checked first, alone.
     assert "DOPPLER='maybe' (from the shell environment): expected 1/0, true/false" in result.stderr
     env["DOPPLER"] = "0"
     result = run_inv(sample_repo, "up", "--dry-run", env=env)
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     for line in (
         "FEAT_VERIFY='ture' (from the shell environment): expected 1/0, true/false, yes/no or on/off",
         "L3_WAIT='abc' (from inventory/profiles/local.env): expected seconds",
         "PVE_RETRIES='1.5' (from inventory/profiles/local.env): expected a whole number",
     ):
-        assert line in result.stderr, result
+        assert line in result.stderr, str(result)
     assert "plan: up" not in result.stdout  # nothing ran
     trace = [t for t in _traces(sample_repo) if t["task"] == "up"][-1]
     assert trace["outcome"] == "failed" and trace["exit_code"] == 2
@@ -89,7 +89,7 @@ def test_numbers_and_choices_are_validated(
     sample_repo: Path, name: str, value: str, accepted: str
 ) -> None:
     result = run_inv(sample_repo, "l2.plan", env=base_env(**{name: value}))
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert f"{name}={value!r} (from the shell environment)" in result.stderr
     assert accepted in result.stderr
 
@@ -97,7 +97,7 @@ def test_numbers_and_choices_are_validated(
 def test_a_bad_parallel_flag_is_a_clear_error(sample_repo: Path) -> None:
     for value in ("abc", "0", "-3"):
         result = run_inv(sample_repo, "l3.exec", "true", "--parallel", value)
-        assert result.returncode == 2, result
+        assert result.returncode == 2, str(result)
         assert f"--parallel {value!r}: expected a whole number of 1 or more" in result.stderr
         assert "Traceback" not in result.output
 
@@ -108,7 +108,7 @@ def test_up_hands_the_profile_to_every_layer(repo_and_pve) -> None:
     result = run_inv(
         repo, "up", "--to", "l0", "--profile", str(profile), env=pve.env(PM_TOKEN_SECRET="")
     )
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "runway: all" in result.stdout
     (trace,) = [t for t in _traces(repo) if t["task"] == "up"]
     assert "--profile" in trace["env_layers"] and trace["outcome"] == "ok"

@@ -55,7 +55,7 @@ def test_arguments_are_masked_in_the_listing(sample_repo: Path) -> None:
 
 def test_an_id_that_is_not_there_is_exit_2_naming_the_runs(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "runs.show", "nope", env=_env())
-    assert result.returncode == 2 and "no runs recorded yet" in result.stderr, result
+    assert result.returncode == 2 and "no runs recorded yet" in result.stderr, str(result)
     run_inv(sample_repo, "runs.show", "nope", env=_env())  # now one (failed) run is recorded
     again = run_inv(sample_repo, "runs.show", "nope", env=_env())
     assert again.returncode == 2 and "no run 'nope'" in again.stderr, again

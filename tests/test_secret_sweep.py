@@ -83,7 +83,7 @@ def test_no_sentinel_escapes(area: str, tmp_path: Path) -> None:
                 argv = [a.replace("{profile}", str(tmp_path / "profile.env")) for a in argv]
                 result = run_inv(repo, *argv, env=env, timeout=900)
                 ran += 1
-                assert "Traceback" not in result.output, result
+                assert "Traceback" not in result.output, str(result)
                 for layer, value in SENTINELS.items():
                     assert value not in result.output, (
                         f"{layer} sentinel leaked by {task_name}:\n{result}"
@@ -129,7 +129,7 @@ def test_no_sentinel_escapes_with_the_real_doppler_cli(tmp_path: Path) -> None:
                         argv = [a.replace("{profile}", str(tmp_path / "profile.env")) for a in argv]
                         result = run_inv(repo, *argv, env={**env, **(extra or {})})
                         ran += 1
-                        assert "Traceback" not in result.output, result
+                        assert "Traceback" not in result.output, str(result)
                         for layer, value in SENTINELS.items():
                             assert value not in result.output, f"{layer} leaked:\n{result}"
         assert len(api.requests) >= ran // 2  # the real CLI really served the Doppler layer

@@ -26,7 +26,7 @@ def test_fan_out_reports_every_host(sample_repo: Path, lab: SshLab) -> None:
         sample_repo, groups={"web": {"hosts": ["web1", "web2"]}, "db": {"hosts": ["db1"]}}
     )
     result = run_inv(sample_repo, "l3.exec", "id -un", "--hosts", "web", "--parallel", "2")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     rows = table_rows(result.stdout, lab)
     assert set(rows) == {"web1", "web2"}
     assert all(r[1] == "ok" and r[2] == "0" for r in rows.values())
@@ -37,7 +37,7 @@ def test_one_failing_host_of_many(sample_repo: Path, lab: SshLab) -> None:
     lab.write_inventory(sample_repo)
     command = only_in(lab, "web2", "echo disk full >&2; exit 3") + "; echo done"
     result = run_inv(sample_repo, "l3.exec", command, "--hosts", "all")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     rows = table_rows(result.stdout, lab)
     assert rows["web2"][1:3] == ["failed", "3"] and "disk full" in " ".join(rows["web2"])
     assert rows["web1"][1] == "ok" and rows["db1"][1] == "ok"
@@ -48,7 +48,7 @@ def test_host_down_is_unreachable_and_others_complete(sample_repo: Path, lab: Ss
     lab.write_inventory(sample_repo)
     lab.hosts["db1"].stop()
     result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "all")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     rows = table_rows(result.stdout, lab)
     assert rows["db1"][1] == "unreachable"
     assert rows["web1"][1] == rows["web2"][1] == "ok"
@@ -74,7 +74,7 @@ def test_host_going_down_mid_run(sample_repo: Path, lab: SshLab) -> None:
     killer.start()
     result = run_inv(sample_repo, "l3.exec", command, "--hosts", "db1,web1", "--timeout", "20")
     killer.join()
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     rows = table_rows(result.stdout, lab)
     assert rows["web1"][1] == "ok"
     assert rows["db1"][1] in ("unreachable", "failed")
@@ -121,7 +121,7 @@ def test_secret_reaches_the_command_but_no_argv_on_the_server(
     finally:
         stop.set()
         scanner.join()
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert seen == []
     assert secret not in Path(f"{out}.ps").read_text()
     assert Path(f"{out}.sum").read_text().split()[0] == hashlib.sha256(secret.encode()).hexdigest()
@@ -145,7 +145,7 @@ def test_secret_on_the_command_line_is_refused(sample_repo: Path, lab: SshLab) -
         "all",
         env=base_env(HOMELAB_EXEC_TOKEN="exec-secret-abcdef"),
     )
-    assert result.returncode == 3, result
+    assert result.returncode == 3, str(result)
     assert "exec-secret-abcdef" not in result.output
     assert "--env NAME" in result.output
 
@@ -155,7 +155,7 @@ def test_dry_run_connects_to_nothing(sample_repo: Path, lab: SshLab) -> None:
     for host in lab.hosts.values():
         host.stop()
     result = run_inv(sample_repo, "l3.exec", "reboot", "--hosts", "all", "--dry-run")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "3 host(s), 10 at a time: reboot" in result.stdout
     for number, name in enumerate(("web1", "web2", "db1"), 1):
         assert f"{number}. [run ] host {name}" in result.stdout
@@ -181,7 +181,7 @@ def test_silent_host_times_out(sample_repo: Path, lab: SshLab) -> None:
         result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "hung,web1")
     finally:
         silent.close()
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
     assert rows["hung"][1] == "unreachable" and rows["web1"][1] == "ok"
     assert "no SSH answer within 1s" in result.stdout

@@ -23,7 +23,7 @@ def test_unknown_host_is_refused_naming_host_and_fingerprint(
 ) -> None:
     lab.write_inventory(sample_repo, pinned=False)
     result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "web1")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "unknown host key for web1" in result.output
     assert fingerprint(lab.hosts["web1"].host_key_pub) in result.output
     assert "refused" in result.stdout
@@ -39,7 +39,7 @@ def test_changed_host_key_is_refused(sample_repo: Path, lab: SshLab) -> None:
         known.read_text().replace(web1.host_key_pub.split()[1], db1.host_key_pub.split()[1])
     )
     result = run_inv(sample_repo, "l3.exec", "echo hi", "--hosts", "all")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "host key for web1" in result.output and "does not match" in result.output
     assert fingerprint(web1.host_key_pub) in result.output
     rows = {
@@ -88,7 +88,7 @@ def test_wrong_key_fails_authentication_clearly(
     doc["hosts"]["web2"]["key_file"] = str(other)
     path.write_text(yaml.safe_dump(doc))
     result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "all")
-    assert result.returncode == 4, result
+    assert result.returncode == 4, str(result)
     assert "web2: authentication as homelab-test with key" in result.output
     assert "Traceback" not in result.output
 
@@ -103,7 +103,7 @@ def test_jump_host_for_exec_and_ansible(sample_repo: Path, lab: SshLab) -> None:
     doc["hosts"]["db1"]["jump"] = "bastion"
     path.write_text(yaml.safe_dump(doc))
     result = run_inv(sample_repo, "l3.exec", 'echo "$SSH_CONNECTION"', "--hosts", "db1")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     # The session reached db1 from the bastion's side (a forwarded connection), not directly.
     db1 = lab.hosts["db1"]
     assert f"{db1.address} {db1.port}" in result.stdout

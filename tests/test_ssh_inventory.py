@@ -16,7 +16,7 @@ from tasks.runtime.project import Project
 
 def test_sample_inventory_lists_out_of_the_box(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "l3.hosts", "--json")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     hosts = {h["name"]: h for h in json.loads(result.stdout)}
     assert hosts["edge1"]["groups"] == ["edge", "homelab"] and hosts["edge1"]["user"] == "ops"
     assert set(hosts) == {"edge1"}  # the k3s VMs join once L2 has made them (vms.json)
@@ -46,7 +46,7 @@ def test_schema_error_names_file_and_location(sample_repo: Path) -> None:
     doc["hosts"]["edge1"]["port"] = "twenty-two"
     path.write_text(yaml.safe_dump(doc))
     result = run_inv(sample_repo, "l3.hosts")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "hosts.yaml" in result.stderr and "hosts.edge1.port" in result.stderr
 
 
@@ -56,7 +56,7 @@ def test_group_naming_an_unknown_host_is_an_error(sample_repo: Path) -> None:
     doc["groups"]["edge"]["hosts"].append("ghost")
     path.write_text(yaml.safe_dump(doc))
     result = run_inv(sample_repo, "l3.hosts")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "ghost" in result.stderr and "l2.apply" in result.stderr
 
 
@@ -106,7 +106,7 @@ def test_absent_or_broken_vm_inventory(sample_repo: Path) -> None:
     vms.parent.mkdir(parents=True)
     vms.write_text("{not json")
     result = run_inv(sample_repo, "l3.hosts")
-    assert result.returncode == 2, result
+    assert result.returncode == 2, str(result)
     assert "vms.json" in result.stderr
 
 

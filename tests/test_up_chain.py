@@ -40,7 +40,7 @@ def _up_trace(repo: Path) -> dict:
 
 def test_dry_run_prints_the_whole_chain_with_each_stages_inputs(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "up", "--dry-run", env=base_env())
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     out = _flat(result.stdout)
     numbered = [
         line.split()[3].rstrip(":") for line in result.stdout.splitlines() if "[run ]" in line
@@ -78,7 +78,7 @@ def test_the_profile_reaches_every_stage_and_an_explicit_kubeconfig_wins(
         f"L3_GROUP=edge\nHOST_NAME=k3s_servers\nK3S_VERSION=v1.32.1+k3s1\nKUBECONFIG={kubeconfig}\n"
     )
     result = run_inv(sample_repo, "up", "--dry-run", "--profile", str(profile), env=base_env())
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     out = _flat(result.stdout)
     assert "hosts L3_GROUP=edge: edge1 (layers/l3)" in out
     assert "servers k3s-server-1 (the first initialises the cluster); agents none" in out
@@ -134,7 +134,7 @@ def test_the_chain_stops_at_the_first_failing_stage(
             "FEAT_DYNAMIC_DNS": "false",
         }
         result = run_inv(sample_repo, "up", "--from", "k3s", env=env)
-        assert result.returncode == 4, result
+        assert result.returncode == 4, str(result)
         assert "k3s-agent-1: waiting for the server's API failed" in result.stderr
         assert "Traceback" not in result.output
         assert len(installs(lab, "k3s-server-1")) == 1 and installs(lab, "k3s-agent-1") == []

@@ -224,7 +224,8 @@ def test_bad_input_is_a_clear_error(repo: Path, case: Case) -> None:
             else:
                 path.write_bytes(data)
         git(repo, "checkout", "-q", "--", ".")
-    assert result.returncode == case.code, result
-    assert "Traceback" not in result.output and "bug in the runner" not in result.output, result
+    assert result.returncode == case.code, str(result)
+    assert "Traceback" not in result.output, str(result)
+    assert "bug in the runner" not in result.output, str(result)
     for name in case.names:
         assert name in result.output, (name, result)

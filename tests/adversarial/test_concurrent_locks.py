@@ -112,10 +112,10 @@ def test_a_second_run_refuses_naming_the_holder(held, area: str) -> None:
     repo, holder = held
     before = _snapshot(repo)
     result = run_inv(repo, *AREAS[area])
-    assert result.returncode == 3, result
+    assert result.returncode == 3, str(result)
     assert "Traceback" not in result.output
     message = f"{area} is already in use by another run ({HOLDER_TASK}, pid {holder.pid}, "
-    assert message in result.stderr, result
+    assert message in result.stderr, str(result)
     assert _snapshot(repo) == before, "a refused run changed files"
     # The holder's record is intact: the refused run did not write its own name into it.
     assert f'"pid": {holder.pid}' in (repo / ".work" / "locks" / f"{area}.lock").read_text()
@@ -125,8 +125,8 @@ def test_a_second_run_refuses_naming_the_holder(held, area: str) -> None:
 def test_a_dry_run_takes_no_lock(held, area: str) -> None:
     repo, _holder = held
     result = run_inv(repo, *AREAS[area], "--dry-run")
-    assert "already in use" not in result.output, result
-    assert "Traceback" not in result.output, result
+    assert "already in use" not in result.output, str(result)
+    assert "Traceback" not in result.output, str(result)
 
 
 def test_the_table_covers_real_task_names(held) -> None:

@@ -74,13 +74,13 @@ def test_a_secret_folded_across_lines_is_masked_in_both_parts(repo: Path) -> Non
 
 def test_a_url_password_is_masked_whatever_the_variable_is_called(repo: Path) -> None:
     result = run_inv(repo, "env.show", "--all")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert "url-pass-55b1" not in result.output
 
 
 def test_a_secret_too_short_to_mask_is_named(repo: Path) -> None:
     result = run_inv(repo, "env.show")
-    assert result.returncode == 0, result
+    assert result.returncode == 0, str(result)
     assert (
         "TINY_PASSWORD (from profiles/secrets.env) is a secret shorter than 4 characters"
         in result.stderr

@@ -84,9 +84,9 @@ def _writes(requests: list) -> list[tuple[str, str, str]]:
 
 def check_run(lab: Lab, result: InvResult, code: int, since: int, *needles: str) -> None:
     """The invariants of one faulted run."""
-    assert result.returncode == code, result
-    assert "Traceback" not in result.output, result
-    assert "bug in the runner" not in result.output, result
+    assert result.returncode == code, str(result)
+    assert "Traceback" not in result.output, str(result)
+    assert "bug in the runner" not in result.output, str(result)
     for needle in needles:
         assert needle in result.output, (needle, result)
     if code:
@@ -123,7 +123,7 @@ def converges(lab: Lab) -> None:
         assert vm.status == "running", name
     summaries = [line for line in result.stdout.splitlines() if line.startswith("plan: ")]
     assert len(summaries) == 2, result  # the apply's plan, then l2.plan's
-    assert summaries[-1] == NOTHING_TO_DO, result
+    assert summaries[-1] == NOTHING_TO_DO, str(result)
     clones = lab.repo / ".work" / "l2" / "clones.json"
     assert not clones.exists() or json.loads(clones.read_text())["clones"] == []
 
