@@ -209,7 +209,7 @@ def _k3s(run: Run) -> list[str]:
             "HOST_NAME is not set (host chain): name the inventory host or group k3s goes on",
             hint="set it in inventory/host/config/homelab.env",
         )
-    inv_vars = _prospective_vars(view, pattern)
+    inv_vars = prospective_roles(view, pattern)
     servers = [n for n, role in inv_vars if role == "server"]
     agents = [n for n, role in inv_vars if role == "agent"]
     if not servers:
@@ -221,7 +221,7 @@ def _k3s(run: Run) -> list[str]:
     ]
 
 
-def _prospective_vars(run: Run, pattern: str) -> list[tuple[str, str]]:
+def prospective_roles(run: Run, pattern: str) -> list[tuple[str, str]]:
     """(host, k3s role) of each prospective host, servers first."""
     from tasks.host import k3s
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import copy_repo
+from sshd import dns_standin, installer_standin
 
 _REAL_HOME = os.environ.get("HOME")
 _HOME = pytest.StashKey[Path]()
@@ -39,6 +40,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def sample_repo(tmp_path: Path) -> Path:
     """A fresh copy of this checkout, committed in its own git repo."""
     return copy_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def dns():
+    """Cloudflare's API stand-in, zone example.net, token sshd.CF_TOKEN."""
+    yield from dns_standin()
+
+
+@pytest.fixture
+def installer():
+    """The k3s download stand-in."""
+    yield from installer_standin()
 
 
 # The longest tests first, so that neither of CI's two workers is left running one alone at the

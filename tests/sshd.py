@@ -11,7 +11,39 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks.rehearsal.ssh_standins import SshLab, sshd_unavailable_reason
+from tasks.rehearsal.ssh_standins import (
+    DnsApiStandin,
+    K3sInstallerStandin,
+    SshLab,
+    sshd_unavailable_reason,
+)
+
+CF_TOKEN = "cf-test-token-7d1e4b"  # what the Cloudflare stand-in of the `dns` fixture accepts
+
+
+def dns_standin() -> Iterator[DnsApiStandin]:
+    """The `dns` fixture (tests/conftest.py): Cloudflare's API with the zone example.net."""
+    standin = DnsApiStandin(token=CF_TOKEN).start()
+    standin.add_zone("example.net")
+    yield standin
+    standin.close()
+
+
+def installer_standin() -> Iterator[K3sInstallerStandin]:
+    """The `installer` fixture (tests/conftest.py): the k3s download."""
+    standin = K3sInstallerStandin().start()
+    yield standin
+    standin.close()
+
+
+def host_settings(dns: DnsApiStandin, installer: K3sInstallerStandin) -> dict[str, str]:
+    """The host chain's settings that point the orchestrator at the stand-ins."""
+    return {
+        "CLOUDFLARE_API_URL": dns.url,
+        "CLOUDFLARE_API_TOKEN": CF_TOKEN,
+        "DDNS_IP_URL": dns.ip_url,
+        "K3S_INSTALL_URL": installer.url,
+    }
 
 
 def start_lab(names: list[str]) -> SshLab:

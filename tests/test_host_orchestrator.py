@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 from helpers import base_env, run_inv
-from sshd import lab_fixture
+from sshd import CF_TOKEN, host_settings, lab_fixture
 
 from tasks.rehearsal.ssh_standins import DnsApiStandin, K3sInstallerStandin, SshLab
 
-TOKEN = "cf-test-token-7d1e4b"
 K3S_TOKEN = "k3s-cluster-token-5a9c21"
 
 
@@ -23,30 +22,8 @@ def lab() -> Iterator[SshLab]:
     yield from lab_fixture(("k3s-1",))
 
 
-@pytest.fixture
-def dns() -> Iterator[DnsApiStandin]:
-    standin = DnsApiStandin(token=TOKEN).start()
-    standin.add_zone("example.net")
-    yield standin
-    standin.close()
-
-
-@pytest.fixture
-def installer() -> Iterator[K3sInstallerStandin]:
-    standin = K3sInstallerStandin().start()
-    yield standin
-    standin.close()
-
-
 def _env(dns: DnsApiStandin, installer: K3sInstallerStandin, **extra: str) -> dict[str, str]:
-    settings = {
-        "CLOUDFLARE_API_URL": dns.url,
-        "CLOUDFLARE_API_TOKEN": TOKEN,
-        "DDNS_IP_URL": dns.ip_url,
-        "K3S_INSTALL_URL": installer.url,
-        "K3S_TOKEN": K3S_TOKEN,
-        "HOST_NAME": "k3s-1",
-    }
+    settings = {**host_settings(dns, installer), "K3S_TOKEN": K3S_TOKEN, "HOST_NAME": "k3s-1"}
     return base_env(**{**settings, **extra})
 
 
@@ -79,7 +56,7 @@ def test_apply_is_idempotent_and_delete_reverses_in_order(
     host = lab.hosts["k3s-1"]
     assert f"server: https://{host.address}:6443" in kubeconfig.read_text()
     assert "127.0.0.1" not in kubeconfig.read_text()
-    for secret in (TOKEN, K3S_TOKEN):
+    for secret in (CF_TOKEN, K3S_TOKEN):
         assert secret not in first.output
 
     dns.requests.clear()

@@ -33,13 +33,6 @@ def lab() -> Iterator[SshLab]:
         lab.close()
 
 
-@pytest.fixture
-def installer() -> Iterator[K3sInstallerStandin]:
-    standin = K3sInstallerStandin().start()
-    yield standin
-    standin.close()
-
-
 def _env(installer: K3sInstallerStandin, **extra: str) -> dict[str, str]:
     settings = {"K3S_INSTALL_URL": installer.url, "FEAT_DYNAMIC_DNS": "false", "K3S_API_WAIT": "20"}
     return base_env(**{**settings, **extra})

@@ -48,13 +48,6 @@ def hosts():
         lab.close()
 
 
-@pytest.fixture
-def installer():
-    standin = K3sInstallerStandin().start()
-    yield standin
-    standin.close()
-
-
 def _last_trace(repo: Path, task: str) -> dict:
     folder = repo / ".work" / "traces"
     paths = sorted(folder.glob(f"{task}-*.json"), key=lambda p: p.stat().st_mtime_ns)

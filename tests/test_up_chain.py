@@ -6,10 +6,8 @@ failing stage (a real sshd lab whose server API does not answer)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from gitops_support import calls, kube_env
 from helpers import base_env, run_inv
 from run_support import make_run
@@ -109,13 +107,6 @@ def test_kubeconfig_default_is_the_hand_off_unless_kubeconfig_is_set(sample_repo
         [Path("/srv/kube/config")],
         "KUBECONFIG from the shell environment",
     )
-
-
-@pytest.fixture
-def installer() -> Iterator[K3sInstallerStandin]:
-    standin = K3sInstallerStandin().start()
-    yield standin
-    standin.close()
 
 
 def test_the_chain_stops_at_the_first_failing_stage(

@@ -126,15 +126,33 @@ class CloudflareDns:
             "ttl": ttl,
             "proxied": proxied,
         }
-        existing = self.records(zone, name, record_type)
-        if not existing:
+        record, changes = self.pending(zone, name, record_type, content, ttl, proxied)
+        if record is None:
             self._call("POST", f"/zones/{self.zone_id(zone)}/dns_records", json=wanted)
             return "created"
-        record = existing[0]
-        if (record.content, record.ttl, record.proxied) == (content, ttl, proxied):
+        if not changes:
             return "unchanged"
         self._call("PATCH", f"/zones/{self.zone_id(zone)}/dns_records/{record.id}", json=wanted)
         return "updated"
+
+    def pending(
+        self, zone: str, name: str, record_type: str, content: str, ttl: int, proxied: bool
+    ) -> tuple[Record | None, list[str]]:
+        """The record as it is (None: absent) and the fields `ensure` would change (reads only)."""
+        existing = self.records(zone, name, record_type)
+        if not existing:
+            return None, [f"create {record_type} {content}"]
+        record = existing[0]
+        changes = [
+            f"{field}: {old} -> {new}"
+            for field, old, new in (
+                ("content", record.content, content),
+                ("ttl", record.ttl, ttl),
+                ("proxied", record.proxied, proxied),
+            )
+            if old != new
+        ]
+        return record, changes
 
     def remove(self, zone: str, name: str) -> int:
         removed = 0

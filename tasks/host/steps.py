@@ -11,6 +11,7 @@ from tasks.runtime.errors import ConfigError, ExternalError
 
 if TYPE_CHECKING:
     from tasks.adapters.ssh import SshSettings, SshTarget
+    from tasks.runtime.run import Run
     from tasks.runtime.steps import StepContext
 
 DEFAULT_IP_URL = "https://api.ipify.org"
@@ -19,27 +20,27 @@ DEFAULT_IP_URL = "https://api.ipify.org"
 # --- 10_dynamic_dns -------------------------------------------------------------------------
 
 
-def _dns_host(sc: StepContext) -> tuple[SshTarget, SshSettings]:
+def _dns_host(run: Run) -> tuple[SshTarget, SshSettings]:
     """The host dynamic DNS asks for its public address: HOST_NAME's first k3s server."""
     from tasks.host.group import select_members
 
-    inv, members = select_members(sc.run)
-    return inv.target(members[0].host), inv.settings(sc.run.project, sc.run)
+    inv, members = select_members(run)
+    return inv.target(members[0].host), inv.settings(run.project, run)
 
 
-def _public_address(sc: StepContext) -> str:
-    """DDNS_ADDRESS, or what an echo service tells the host (its egress address)."""
+def public_address(run: Run) -> str:
+    """DDNS_ADDRESS, or what an echo service tells the host (its egress address): a read."""
     from tasks.host.group import remote, session
     from tasks.host.k3s import check_url
 
-    raw = (sc.env.get("DDNS_ADDRESS") or "").strip()
+    raw = (run.env.get("DDNS_ADDRESS") or "").strip()
     source = "DDNS_ADDRESS"
     if not raw:
-        url = check_url("DDNS_IP_URL", sc.env.get("DDNS_IP_URL") or DEFAULT_IP_URL)
-        target, settings = _dns_host(sc)
-        with session(sc.run, target, settings) as conn:
+        url = check_url("DDNS_IP_URL", run.env.get("DDNS_IP_URL") or DEFAULT_IP_URL)
+        target, settings = _dns_host(run)
+        with session(run, target, settings) as conn:
             raw = remote(
-                sc.run,
+                run,
                 conn,
                 target.name,
                 f"curl -fsS --max-time 10 {shlex.quote(url)} || wget -qO- -T 10 {shlex.quote(url)}",
@@ -53,11 +54,10 @@ def _public_address(sc: StepContext) -> str:
         raise ExternalError(f"{source} answered {raw[:60]!r}, not an IP address") from None
 
 
-def dynamic_dns(sc: StepContext) -> None:
-    from tasks.adapters.dns import provider_from_env
-
-    zone = (sc.env.get("DDNS_ZONE") or "").strip()
-    record = (sc.env.get("DDNS_RECORD") or "").strip()
+def dns_names(env) -> tuple[str, str]:
+    """DDNS_ZONE and DDNS_RECORD, checked: the record must be inside the zone."""
+    zone = (env.get("DDNS_ZONE") or "").strip()
+    record = (env.get("DDNS_RECORD") or "").strip()
     missing = [n for n, v in (("DDNS_ZONE", zone), ("DDNS_RECORD", record)) if not v]
     if missing:
         raise ConfigError(
@@ -66,6 +66,22 @@ def dynamic_dns(sc: StepContext) -> None:
         )
     if record != zone and not record.endswith("." + zone):
         raise ConfigError(f"DDNS_RECORD={record!r} is not inside DDNS_ZONE={zone!r}")
+    return zone, record
+
+
+def wanted_record(run: Run) -> tuple[str, str, str, str, int, bool]:
+    """(zone, record, type, address, ttl, proxied): what 10_dynamic_dns keeps the record at."""
+    zone, record = dns_names(run.env)
+    address = public_address(run)
+    record_type = "AAAA" if ":" in address else "A"
+    ttl = run.settings.integer("DDNS_TTL", 300)
+    return zone, record, record_type, address, ttl, run.settings.flag("DDNS_PROXIED")
+
+
+def dynamic_dns(sc: StepContext) -> None:
+    from tasks.adapters.dns import provider_from_env
+
+    zone, record = dns_names(sc.env)
     provider = provider_from_env(sc.run)
     if sc.deleting:
         removed = provider.remove(zone, record)
@@ -73,10 +89,7 @@ def dynamic_dns(sc: StepContext) -> None:
             f"{record}: removed {removed} record(s)" if removed else f"{record}: already absent"
         )
         return
-    address = _public_address(sc)
-    record_type = "AAAA" if ":" in address else "A"
-    ttl = sc.run.settings.integer("DDNS_TTL", 300)
-    proxied = sc.run.settings.flag("DDNS_PROXIED")
+    zone, record, record_type, address, ttl, proxied = wanted_record(sc.run)
     outcome = provider.ensure(zone, record, record_type, address, ttl, proxied)
     words = {"created": "created", "updated": "updated", "unchanged": "already as wanted"}
     sc.note(f"{record} {record_type} {address}: {words[outcome]}")

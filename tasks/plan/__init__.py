@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tasks.runtime.cli import task
 
-LAYER_NAMES = ("l0", "l1", "l2", "l3", "l4", "gitops")
+LAYER_NAMES = ("l0", "l1", "l2", "l3", "l4", "host", "gitops")
 
 
 def parse_layers(raw: list[str] | None) -> list[str]:
@@ -66,7 +66,7 @@ def read_layers(run, layers: list[str], *, deep: bool = False):
     traced=True,
     iterable=["layer"],
     help={
-        "layer": "only this layer (l0, l1, l2, l3, l4, gitops); repeat it or give a comma list",
+        "layer": "only this layer (l0, l1, l2, l3, l4, host, gitops); repeat it or give a comma list",
         "json": "print the plan as JSON",
         "quiet": "one line per drifted item, nothing when all is as declared (for cron and CI)",
         "deep": "L2: read every VM's config too (finds changes made by hand; one call per VM)",

@@ -8,6 +8,7 @@ check-mode playbook run, the GitOps side's git adapter and `flux diff`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ class Item:
     # What the reader read that decided this item and is not in its detail (an L1 fingerprint,
     # the VMID L2 would use): part of the item's digest in a saved plan (tasks/plan/saved.py).
     facts: dict[str, Any] = field(default_factory=dict)
+    # The `inv up` stage that would change it, when not its layer's (tasks/plan/saved.py
+    # STAGE_OF); "" when `inv up` does not (dynamic DNS is `inv host.apply --only 10`'s).
+    stage: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state, "detail": self.detail, "lines": self.lines}
@@ -264,6 +268,97 @@ def read_hosts(run: Run, layer: str) -> LayerPlan:
     return plan
 
 
+# ---------------------------------------------------------------------- host orchestrator
+
+
+def read_host(run: Run) -> LayerPlan:
+    """The host orchestrator as `host.apply --dry-run` reads it (through the host env chain): per
+    host of HOST_NAME the k3s version and config against the inventory's, the kubeconfig
+    hand-off, and DDNS_RECORD against the public address. Hosts L2 has not made yet: to install."""
+    from tasks.host.chain import host_run
+    from tasks.host.group import apply_plan, load_group, read_facts
+    from tasks.runtime.errors import ConfigError
+
+    plan = LayerPlan("host", "Host orchestrator (k3s, dynamic DNS)")
+    view = host_run(run)
+    pattern = (view.env.get("HOST_NAME") or "").strip()
+    if not pattern:
+        plan.items.append(Item("HOST_NAME", UNCHECKED, "not set (host chain): no k3s hosts"))
+        return plan
+    try:
+        group = load_group(view)
+    except ConfigError as exc:
+        plan.items.extend(_hosts_to_come(view, pattern, exc))
+        return plan
+    read_facts(view, group)
+    unread = {n.name: n.unreachable for n in group.nodes if n.facts is None}
+    try:
+        k3s_plan = apply_plan(view, group)
+    except HomelabError as exc:
+        plan.items.append(Item(pattern, ERROR, _first_line(exc)))
+        return plan
+    for action in k3s_plan.actions:
+        node = next((n for n in group.nodes if n.name == action.id), None)
+        facts = {}
+        if node is not None and node.facts is not None:
+            config = node.facts.config_text or ""
+            facts = {
+                "version": node.facts.version,
+                "config": hashlib.sha256(config.encode()).hexdigest(),
+            }
+        if action.id in unread:
+            plan.items.append(Item(action.id, ERROR, f"unreachable: {unread[action.id]}"))
+        elif action.included:
+            # The hosts' summaries say what changes; the kubeconfig's reason says why it would.
+            detail = action.summary if node is not None else f"{action.reason}: {action.summary}"
+            plan.items.append(Item(action.id, CHANGE, detail, facts=facts))
+        else:
+            plan.items.append(Item(action.id, OK, action.reason, facts=facts))
+    plan.items.extend(_dns_items(view))
+    return plan
+
+
+def _hosts_to_come(run: Run, pattern: str, problem: HomelabError) -> list[Item]:
+    """HOST_NAME's hosts once L2 has made its VMs (tasks/up.py's prospective inventory)."""
+    from tasks.host import k3s
+    from tasks.up import prospective_roles
+
+    hosts = prospective_roles(run, pattern)
+    if not any(role == "server" for _name, role in hosts):
+        return [Item(pattern, ERROR, _first_line(problem))]
+    version = k3s.wanted_version(run.env)
+    items = [
+        Item(name, CHANGE, f"install k3s {version} {role} (L2 has not made this host yet)")
+        for name, role in hosts
+    ]
+    if run.settings.flag("FEAT_DYNAMIC_DNS", True):
+        items.append(Item("dynamic DNS", UNCHECKED, "its server does not exist yet"))
+    return items
+
+
+def _dns_items(run: Run) -> list[Item]:
+    """DDNS_RECORD as the provider has it against the public address (10_dynamic_dns's reads).
+    `inv up` does not run dynamic DNS: `inv host.apply --only 10` does."""
+    from tasks.adapters.dns import provider_from_env
+    from tasks.host.steps import wanted_record
+
+    if not run.settings.flag("FEAT_DYNAMIC_DNS", True):
+        return [Item("dynamic DNS", OK, "off (FEAT_DYNAMIC_DNS=false)")]
+    try:
+        zone, record, record_type, address, ttl, proxied = wanted_record(run)
+        current, changes = provider_from_env(run).pending(
+            zone, record, record_type, address, ttl, proxied
+        )
+    except HomelabError as exc:
+        return [Item("dynamic DNS", ERROR, _first_line(exc))]
+    label = f"{record} {record_type}"
+    if not changes:
+        return [Item(label, OK, f"{address}, ttl {ttl}", facts={"address": address})]
+    fix = "`inv host.apply --only 10` updates it (`inv up` does not run dynamic DNS)"
+    what = changes[0] if current is None else "update " + "; ".join(changes)
+    return [Item(label, CHANGE, what, [fix], facts={"address": address}, stage="")]
+
+
 # ---------------------------------------------------------------------- GitOps
 
 
@@ -345,6 +440,7 @@ READERS: dict[str, Callable[..., LayerPlan]] = {
     "l2": read_l2,
     "l3": lambda run: read_hosts(run, "l3"),
     "l4": lambda run: read_hosts(run, "l4"),
+    "host": read_host,
     "gitops": read_gitops,
 }
 LAYERS = tuple(READERS)

@@ -28,8 +28,17 @@ if TYPE_CHECKING:
 FORMAT = "homelab-plan/1"
 DEFAULT_MAX_AGE = 3600.0
 # The plan's layers and the `inv up` stage that changes each (L0 changes nothing: it can only
-# fail; GitOps: the cluster stage reconciles what is pushed, committing is the operator's).
-STAGE_OF = {"l0": "l0", "l1": "l1", "l2": "l2", "l3": "l3", "l4": "l4", "gitops": "cluster"}
+# fail; the host orchestrator's k3s: the k3s stage; GitOps: the cluster stage reconciles what is
+# pushed, committing is the operator's).
+STAGE_OF = {
+    "l0": "l0",
+    "l1": "l1",
+    "l2": "l2",
+    "l3": "l3",
+    "l4": "l4",
+    "host": "k3s",
+    "gitops": "cluster",
+}
 
 # Declarations: every file under these folders, except what runs write there themselves.
 DECLARED = ("layers", "inventory")
@@ -212,7 +221,17 @@ def _stamp(epoch: float) -> str:
 
 def pending_stages(plans: list[LayerPlan]) -> list[str]:
     """The `inv up` stages the plan has changes for, in chain order."""
-    return [STAGE_OF[p.layer] for p in plans if p.changes and p.layer in STAGE_OF]
+    from tasks.plan.readers import CHANGE
+
+    found = set()
+    for plan in plans:
+        for item in plan.items:
+            if item.state == CHANGE:
+                stage = item.stage if item.stage is not None else STAGE_OF.get(plan.layer, "")
+                if stage:
+                    found.add(stage)
+    order = list(dict.fromkeys(STAGE_OF.values()))
+    return [s for s in order if s in found]
 
 
 def build_saved(run: Run, plans: list[LayerPlan], *, deep: bool) -> dict[str, Any]:
