@@ -139,3 +139,32 @@ def repo_and_pve(sample_repo: Path, pve: PveFixture, tmp_path: Path):
     profile.write_text(f"PM_TOKEN_SECRET={pve.served.token_secret}\n")
     # The runway's tool checks need packer, ansible-playbook and ssh; those are on this machine.
     return sample_repo, pve, profile
+
+
+def test_two_tasks_that_want_different_envs_name_what_differs(sample_repo: Path) -> None:
+    """One `inv` resolves one env; the refusal says what differs, not the whole selection."""
+    env = base_env()
+    del env["DOPPLER"]  # Doppler on by default: app.mode needs no secrets, env.check does
+    doppler = run_inv(sample_repo, "app.mode", "staging-le-prod", "env.check", "l1", env=env)
+    assert doppler.returncode == 2, str(doppler)
+    assert (
+        "env.check wants Doppler's secrets, but this run resolved its env for app.mode with "
+        "Doppler off (it needs no secrets)"
+    ) in doppler.stderr
+    chain = run_inv(sample_repo, "l1.list", "env.check", "host")
+    assert chain.returncode == 2, str(chain)
+    assert (
+        "env.check wants the host env chain, but this run resolved its env for l1.list with "
+        "the cluster chain"
+    ) in chain.stderr
+    assert "`inv l1.list ...`, then `inv env.check ...`" in chain.stderr
+
+
+def test_doppler_off_by_the_env_lets_a_task_without_secrets_share_the_run(
+    sample_repo: Path,
+) -> None:
+    """DOPPLER=0 turns Doppler off for both tasks: they would resolve the same env."""
+    result = run_inv(sample_repo, "app.mode", "staging-le-prod", "env.check", "l1")
+    assert "one `inv` resolves one env" not in result.output, str(result)
+    assert "wrote layers/gitops/clusters/home/tenants.yaml" in result.stdout
+    assert "PM_TOKEN_SECRET" in result.stderr  # env.check ran, and found the secret missing

@@ -252,7 +252,9 @@ def resolve_env(
     }
     enabled, reason = doppler_switch(control, control_where)
     if not doppler:
-        add(Layer("doppler", origin="doppler", secret=True, skipped="off: --no-doppler"))
+        # The env's own switch, when it is off too: a task that wants Doppler can share this env.
+        skipped = reason if not enabled else "off: --no-doppler"
+        add(Layer("doppler", origin="doppler", secret=True, skipped=skipped))
     elif not enabled:
         add(Layer("doppler", origin="doppler", secret=True, skipped=reason))
     else:

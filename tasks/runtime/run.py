@@ -52,6 +52,20 @@ class EnvSelection:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def differences(self, other: EnvSelection) -> tuple[str, str]:
+        """(what `other` wants, what this selection has), in words, naming only what differs."""
+        wanted, have = [], []
+        if self.chain != other.chain:
+            wanted.append(f"the {other.chain} env chain")
+            have.append(f"the {self.chain} chain")
+        if self.override != other.override:
+            wanted.append(f"override {other.override}" if other.override else "no override file")
+            have.append(f"override {self.override}" if self.override else "none")
+        if self.doppler != other.doppler:
+            wanted.append("Doppler's secrets" if other.doppler else "no Doppler")
+            have.append("Doppler on" if self.doppler else "Doppler off (it needs no secrets)")
+        return " and ".join(wanted), " and ".join(have)
+
     def describe(self) -> str:
         parts = [f"{self.chain} chain"]
         if self.override:
@@ -170,14 +184,26 @@ class Run:
 
     def use_selection(self, selection: EnvSelection, task: str) -> None:
         """A second task of the same invocation: it must want the same env (one env per run)."""
-        if selection != self.selection:
+        if selection != self.selection and not self._doppler_off_anyway(selection):
+            first = self.tasks[0] if self.tasks else "the first task"
+            wanted, have = self.selection.differences(selection)
             raise ConfigError(
-                f"{task} wants the env {selection.describe()}, but this run already uses "
-                f"{self.selection.describe()}: one run resolves one env",
-                hint="run the tasks one `inv` at a time",
+                f"{task} wants {wanted}, but this run resolved its env for {first} with "
+                f"{have}: one `inv` resolves one env",
+                hint=f"run them one `inv` at a time: `inv {first} ...`, then `inv {task} ...`",
             )
         if task not in self.tasks:
             self.tasks.append(task)
+
+    def _doppler_off_anyway(self, selection: EnvSelection) -> bool:
+        """A task that wants Doppler after one that never needs it, when the env's own switch
+        (DOPPLER=0, CI) turned Doppler off as well: both would resolve the same env."""
+        mine = self.selection
+        if (selection.chain, selection.override) != (mine.chain, mine.override) or mine.doppler:
+            return False
+        env = self.env
+        layer = next((la for la in env.layers if la.name == "doppler"), None)
+        return layer is not None and (layer.skipped or "") not in ("", "off: --no-doppler")
 
     # ------------------------------------------------------------------ locks and steps
 
