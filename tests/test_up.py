@@ -70,6 +70,10 @@ def test_up_to_cluster_converges_every_stage_then_changes_nothing(
     hosts.write_inventory(sample_repo, members=False)
     git(sample_repo, "add", "-A")
     git(sample_repo, "commit", "-qm", "the lab")
+    remote = tmp_path / "remote.git"  # what Flux would read: the plan compares the tree with it
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git(sample_repo, "remote", "add", "origin", str(remote))
+    git(sample_repo, "push", "-q", "-u", "origin", "HEAD:main")
     kube = kube_env(tmp_path, **RUNTIME_INPUTS)
     kube.pop("KUBECONFIG")  # the cluster side takes the kubeconfig the k3s stage hands off
     env = pve.env(
@@ -86,6 +90,7 @@ def test_up_to_cluster_converges_every_stage_then_changes_nothing(
         L3_WAIT="5",
         K3S_INSTALL_URL=installer.url,
         K3S_API_WAIT="20",
+        FEAT_DYNAMIC_DNS="false",  # `inv up` does not run dynamic DNS (host.apply does)
     )
 
     first = run_inv(sample_repo, "up", "--to", "cluster", env=env, timeout=900)
@@ -136,3 +141,18 @@ def test_up_to_cluster_converges_every_stage_then_changes_nothing(
     assert {n: installs(hosts, n) for n in records} == records
     assert "every host already as wanted; kubeconfig current" in second.stdout
     assert "cluster: already as wanted (Flux installed" in second.stdout
+
+    # And `inv plan`, every layer at once, agrees: all as declared, nothing changed.
+    seen_pve, seen_kube = len(pve.fake.requests), len(calls(tmp_path, with_kustomize=True))
+    plan = run_inv(sample_repo, "plan", env=env, timeout=600)
+    assert plan.returncode == 0, str(plan)
+    for total in ("l0", "l1", "l2", "l3", "l4", "host", "gitops"):
+        assert f"total {total}: 0 to change, 0 in error" in plan.stdout, total
+    plan_trace = _last_trace(sample_repo, "plan")
+    assert [e for e in plan_trace["effects"] if e["mutates"] and e["outcome"] != "skipped"] == []
+    assert [m for m, _p, _b in pve.fake.requests[seen_pve:] if m != "GET"] == []
+    later = calls(tmp_path, with_kustomize=True)[seen_kube:]
+    assert [
+        e for e in later if (e["tool"], e["argv"][0]) not in {*KUBE_READS, ("flux", "diff")}
+    ] == []
+    assert {n: installs(hosts, n) for n in records} == records
