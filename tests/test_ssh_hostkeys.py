@@ -23,7 +23,7 @@ def test_unknown_host_is_refused_naming_host_and_fingerprint(
 ) -> None:
     lab.write_inventory(sample_repo, pinned=False)
     result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "web1")
-    assert result.returncode == 4, str(result)
+    assert result.returncode == 3, str(result)
     assert "unknown host key for web1" in result.output
     assert fingerprint(lab.hosts["web1"].host_key_pub) in result.output
     assert "refused" in result.stdout
@@ -39,7 +39,7 @@ def test_changed_host_key_is_refused(sample_repo: Path, lab: SshLab) -> None:
         known.read_text().replace(web1.host_key_pub.split()[1], db1.host_key_pub.split()[1])
     )
     result = run_inv(sample_repo, "l3.exec", "echo hi", "--hosts", "all")
-    assert result.returncode == 4, str(result)
+    assert result.returncode == 3, str(result)
     assert "host key for web1" in result.output and "does not match" in result.output
     assert fingerprint(web1.host_key_pub) in result.output
     rows = {
@@ -70,7 +70,7 @@ def test_accept_new_records_then_pins(sample_repo: Path, lab: SshLab) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     web1.start()
     again = run_inv(sample_repo, "l3.exec", "true", "--hosts", "web1", env=env)
-    assert again.returncode == 4, again
+    assert again.returncode == 3, again
     assert "does not match" in again.output
     assert (sample_repo / "inventory/ssh/known_hosts").read_text() == known
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from tasks.runtime.errors import RefusedError
 from tasks.runtime.fanout import Outcome, fan_out
 from tasks.runtime.seam.ssh import (
     CHECKING_MODES,
@@ -37,11 +38,35 @@ __all__ = [
     "SshTarget",
     "close_connection",
     "fingerprint",
+    "host_key_refusal",
     "known_hosts_name",
     "on_host",
+    "refused_hosts",
     "run_everywhere",
     "secret_env_prologue",
 ]
+
+
+def host_key_hint(settings: SshSettings) -> str:
+    """How to fix a refused host key: compare, then correct the project's known_hosts."""
+    return (
+        "compare the fingerprint above with the host's own (`ssh-keygen -lf "
+        "/etc/ssh/ssh_host_*_key.pub` on its console); `inv l3.hosts` shows its address and "
+        "port, `ssh-keyscan -p PORT ADDRESS` the key it offers. If the host is genuine, fix its "
+        f"line in {settings.known_hosts} (commit it), or record first-seen keys with "
+        "SSH_HOST_KEY_CHECKING=accept-new (a changed key is refused there too)"
+    )
+
+
+def host_key_refusal(message: str, settings: SshSettings) -> RefusedError:
+    """THE error for a refused host key, whichever task met it: exit 3 (refused for safety, like
+    an unsafe target), never 4 (the host answered; the runner declined to trust it)."""
+    return RefusedError(message, hint=host_key_hint(settings))
+
+
+def refused_hosts(outcomes: Iterable[Outcome]) -> list[str]:
+    """The hosts of a fan-out whose host key was refused (status `refused`, from SshFailure)."""
+    return [o.name.removeprefix("host ") for o in outcomes if o.status == "refused"]
 
 
 def on_host(

@@ -201,14 +201,14 @@ def load_group(run: Run) -> K3sGroup:
 
 @contextlib.contextmanager
 def session(run: Run, target: SshTarget, settings: SshSettings) -> Iterator[Connection]:
-    from tasks.adapters.ssh import SshFailure, close_connection
+    from tasks.adapters.ssh import SshFailure, close_connection, host_key_refusal
 
     try:
         conn = run.effects.ssh_connect(target, settings)
     except SshFailure as exc:
-        raise ExternalError(
-            f"{target.name}: {exc.message}", code=3 if exc.status == "refused" else None
-        ) from None
+        if exc.status == "refused":  # one exit code for a refused host key everywhere: 3
+            raise host_key_refusal(f"{target.name}: {exc.message}", settings) from None
+        raise ExternalError(f"{target.name}: {exc.message}") from None
     try:
         yield conn
     finally:
@@ -247,11 +247,14 @@ def read_facts(run: Run, group: K3sGroup) -> None:
             )
         return k3s.parse_facts(output)
 
-    for node, outcome in zip(
-        group.nodes, fan_out(group.nodes, one, name=lambda n: n.name, parallel=10), strict=True
-    ):
+    outcomes = fan_out(group.nodes, one, name=lambda n: n.name, parallel=10)
+    for node, outcome in zip(group.nodes, outcomes, strict=True):
         node.facts = outcome.value if outcome.ok else None
         node.unreachable = "" if outcome.ok else outcome.detail
+    # An unreachable host is planned as "install"; a refused host key is never planned around.
+    refused = next((o.error for o in outcomes if isinstance(o.error, RefusedError)), None)
+    if refused is not None:
+        raise refused
 
 
 def join_token(run: Run, group: K3sGroup) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tasks.runtime.errors import ConfigError, ExternalError, RefusedError
+from tasks.runtime.errors import ConfigError, ExternalError, HomelabError, RefusedError
 
 if TYPE_CHECKING:
     from tasks.runtime.fanout import Outcome
@@ -53,7 +53,7 @@ def run_adhoc(
     timeout: float,
 ) -> None:
     """COMMAND on every host of PATTERN on the engine: a fan-out, one outcome per host."""
-    from tasks.adapters.ssh import on_host
+    from tasks.adapters.ssh import host_key_refusal, on_host, refused_hosts
     from tasks.l3.inventory import load_inventory
     from tasks.runtime.console import say
     from tasks.runtime.fanout import Outcome, check_parallel
@@ -96,7 +96,10 @@ def run_adhoc(
 
         return action
 
+    seen: list[Outcome] = []
+
     def report(outcomes: list[Outcome]) -> None:
+        seen.extend(outcomes)
         for outcome in outcomes:
             result = outcome.value
             if result is None:
@@ -118,12 +121,23 @@ def run_adhoc(
         report=report,
         unit="host",
     )
-    run.execute(plan)
+    try:
+        run.execute(plan)
+    except HomelabError as exc:
+        refused = refused_hosts(seen)
+        if not refused:
+            raise
+        # A refused host key outranks the other hosts' failures: exit 3, whatever else failed.
+        details = "\n  ".join(o.detail for o in seen if o.status == "refused")
+        raise host_key_refusal(
+            f"{exc.message}; host key refused for {', '.join(refused)}:\n  {details}", settings
+        ) from None
 
 
 def rolling_reboot(
     run: Run, pattern: str, *, apply: bool, yes: bool, limit: str | None, timeout: float
 ) -> None:
+    from tasks.adapters.ssh import host_key_refusal
     from tasks.l3.inventory import load_inventory
     from tasks.l3.reboot import DEFAULT_REBOOT_COMMAND, reboot_one
     from tasks.runtime.console import say, table
@@ -144,6 +158,10 @@ def rolling_reboot(
                 run.effects, inv.target(host), settings, commands[host.name], timeout=timeout
             )
             rows.append([host.name, result.status, f"{result.seconds:.1f}", result.detail])
+            if result.status == "refused":
+                raise host_key_refusal(
+                    f"reboot: {result.detail}; the remaining hosts were left alone", settings
+                )
             if result.status != "ok":
                 raise ExternalError(
                     f"reboot: {host.name} did not come back cleanly ({result.status}: "

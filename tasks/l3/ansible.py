@@ -125,18 +125,23 @@ def ansible_config(settings: SshSettings, forks: int) -> str:
 
 
 def render(project: Project, inv: Inventory, settings: SshSettings, forks: int = 10) -> Rendered:
-    """Write `.work/inventory/hosts.yml` and `ansible.cfg` (atomically)."""
+    """Write `.work/inventory/hosts.yml` and `ansible.cfg`, the pair all or nothing (an interrupt
+    never leaves a new inventory beside an old config)."""
     import yaml
 
-    from tasks.runtime.files import atomic_write
+    from tasks.runtime.files import atomic_write_all
 
     folder = project.work / "inventory"
     document = ansible_document(inv, settings)
     inventory_path = folder / "hosts.yml"
     config_path = folder / "ansible.cfg"
     header = "# Rendered by the runner: inventory/hosts.yaml merged with L2's vms.json.\n"
-    atomic_write(inventory_path, header + yaml.safe_dump(document, sort_keys=False))
-    atomic_write(config_path, ansible_config(settings, forks))
+    atomic_write_all(
+        {
+            inventory_path: header + yaml.safe_dump(document, sort_keys=False),
+            config_path: ansible_config(settings, forks),
+        }
+    )
     return Rendered(inventory_path, config_path)
 
 

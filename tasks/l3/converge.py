@@ -139,6 +139,7 @@ def converge(
     `check` (and a dry run) stop after the reads."""
     import shlex
 
+    from tasks.adapters.ssh import host_key_refusal
     from tasks.l3.ansible import playbook_argv, render
     from tasks.l3.inventory import load_inventory
     from tasks.runtime.console import say, table
@@ -187,9 +188,15 @@ def converge(
             listed = (
                 ", ".join(f"{n} ({rows[n].status})" for n in bad) or f"ansible-playbook exit {code}"
             )
+            message = (
+                f"{layer} converge: {len(bad)} of {len(hosts)} host(s) did not converge: {listed}"
+            )
+            refused = [n for n in bad if rows[n].status == "refused"]
+            if refused:  # a refused host key outranks the other failures: exit 3
+                details = "; ".join(rows[n].detail for n in refused)
+                raise host_key_refusal(f"{message}\n  {details}", settings)
             raise ExternalError(
-                f"{layer} converge: {len(bad)} of {len(hosts)} host(s) did not converge: {listed}",
-                hint="the table above and Ansible's output name the task that failed",
+                message, hint="the table above and Ansible's output name the task that failed"
             )
 
     report(" (check)")  # what the reads found, always

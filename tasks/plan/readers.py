@@ -290,7 +290,11 @@ def read_host(run: Run) -> LayerPlan:
     except ConfigError as exc:
         plan.items.extend(_hosts_to_come(view, pattern, exc))
         return plan
-    read_facts(view, group)
+    try:
+        read_facts(view, group)
+    except HomelabError as exc:  # a refused host key: the plan reads nothing around it
+        plan.items.append(Item(pattern, ERROR, _first_line(exc)))
+        return plan
     unread = {n.name: n.unreachable for n in group.nodes if n.facts is None}
     try:
         k3s_plan = apply_plan(view, group)

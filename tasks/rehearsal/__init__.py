@@ -117,6 +117,10 @@ def copy_checkout(root: Path, dest: Path) -> None:
         )
     dest.mkdir(parents=True, exist_ok=True)
     for name in filter(None, listed.stdout.decode().split("\0")):
+        if Path(name).parts[:3] == ("layers", "l1", "artifacts"):
+            # The operator's L1 records (committed stable.json files) name templates on their
+            # real Proxmox, which the rehearsal's fakepve does not have: it builds its own.
+            continue
         source = root / name
         if not source.is_file() and not source.is_symlink():
             continue  # deleted in the working tree

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import INV, base_env, run_inv
+from pve_fixtures import pve_fixture  # noqa: F401
 from sshd import lab_fixture
 
 from tasks.rehearsal.ssh_standins import SshLab
@@ -48,6 +49,22 @@ def _wait_for(path: Path, timeout: float = 20) -> None:
     raise AssertionError(f"{path} never appeared")
 
 
+def _wait_for_running_step(repo: Path, pattern: str, timeout: float = 30) -> None:
+    """Until the run's journal says a step is running (a fixed sleep was flaky on a busy machine:
+    the kill could land before the step began, and the completed trace then had no steps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in (repo / ".work" / "traces").glob(pattern):
+            try:
+                steps = json.loads(path.read_text()).get("steps", [])
+            except (OSError, ValueError):
+                continue
+            if any(step.get("outcome") == "running" for step in steps):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no running step journalled in {pattern}")
+
+
 def _traces(repo: Path, pattern: str) -> list[dict]:
     folder = repo / ".work" / "traces"
     return [json.loads(p.read_text()) for p in sorted(folder.glob(pattern))]
@@ -63,7 +80,8 @@ def test_a_signal_stops_the_run_and_the_trace_says_where(
     lab.write_inventory(sample_repo)
     proc = _start(sample_repo, "l3.exec", "sleep 30", "--hosts", "lab", group=how.endswith("group"))
     _wait_for(sample_repo / ".work/locks/l3.lock")
-    time.sleep(1.0)  # the command is running on the host
+    _wait_for_running_step(sample_repo, "l3-exec-*.running.json")
+    time.sleep(0.5)  # the command is running on the host
     started = time.monotonic()
     signum = {"SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}.get(how, signal.SIGINT)
     if how.endswith("group"):
@@ -86,7 +104,8 @@ def test_a_killed_run_is_completed_by_the_next(sample_repo: Path, lab: SshLab) -
     lab.write_inventory(sample_repo)
     proc = _start(sample_repo, "l3.exec", "sleep 30", "--hosts", "lab")
     _wait_for(sample_repo / ".work/locks/l3.lock")
-    time.sleep(1.0)
+    _wait_for_running_step(sample_repo, "l3-exec-*.running.json")
+    time.sleep(0.5)  # the command is running on the host
     proc.kill()
     proc.communicate(timeout=30)
     (journal,) = (sample_repo / ".work/traces").glob("l3-exec-*.running.json")
@@ -136,3 +155,190 @@ def test_ctrl_c_while_loading_ends_quietly(sample_repo: Path) -> None:
         out, err = proc.communicate(timeout=30)
         assert "Traceback" not in out + err, err
         assert proc.returncode in (130, 2, 4), (proc.returncode, err)  # 2/4: it got further
+
+
+# --- every writing task, interrupted at its temp-file moment ---------------------------------
+#
+# tests/adversarial/pause_hook/sitecustomize.py (on the child's PYTHONPATH) holds the child in
+# the rename of a matching target, its staged temp file complete beside it; the test then sends
+# the signal. The target must be the old bytes or the staged (new) ones, a multi-file write all
+# old or all new, no temp file left, the documented exit code, no traceback.
+
+HOOK = Path(__file__).parent / "pause_hook"
+SETTINGS = "layers/gitops/clusters/home/flux-system/sources/configmap-platform-settings.yaml"
+TENANTS = "layers/gitops/clusters/home/tenants.yaml"
+RENDERED = [
+    "layers/gitops/clusters/home/flux-system/gotk-sync.yaml",
+    *(
+        f"layers/gitops/clusters/home/modes/{m}.yaml"
+        for m in ("staging-le-staging", "staging-le-prod", "prod-le-staging", "prod-le-prod")
+    ),
+]
+STABLE = "layers/l1/artifacts/debian12-k3s/stable.json"
+
+
+def _configure_setup(repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    assert run_inv(repo, "init").returncode == 0
+    config = repo / "inventory/homelab.yaml"
+    config.write_text(config.read_text().replace("interval: 10m", "interval: 7m"))
+    return {}
+
+
+def _pve_setup(repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    from tasks.rehearsal.proxmox import SAMPLE_TEMPLATE_NAME, SAMPLE_TEMPLATE_VMID
+
+    pve = request.getfixturevalue("pve")
+    pve.served.add_template(SAMPLE_TEMPLATE_VMID, SAMPLE_TEMPLATE_NAME)
+    return pve.env()
+
+
+def _ssh_setup(repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    request.getfixturevalue("lab").write_inventory(repo)
+    return {}
+
+
+def _k3s_setup(repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    from sshd import k3s_lab
+
+    from tasks.rehearsal.ssh_standins import K3sInstallerStandin
+
+    lab = k3s_lab(["k3s-1"], [])
+    request.addfinalizer(lab.close)
+    installer = K3sInstallerStandin().start()
+    request.addfinalizer(installer.close)
+    lab.write_inventory(repo)
+    return {"HOST_NAME": "k3s-1", "FEAT_DYNAMIC_DNS": "false", "K3S_INSTALL_URL": installer.url}
+
+
+def _no_setup(repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    return {}
+
+
+# (id, argv, the file paused at (a glob under the repo), the files written together, setup)
+WRITERS = [
+    ("platform.certs", ("platform.certs", "--prod"), SETTINGS, [SETTINGS], _no_setup),
+    ("app.mode", ("app.mode", "prod-le-prod"), TENANTS, [TENANTS], _no_setup),
+    ("configure", ("configure",), "layers/gitops/clusters/home/*", RENDERED, _configure_setup),
+    ("init", ("init",), "inventory/homelab.yaml", ["inventory/homelab.yaml"], _no_setup),
+    (
+        "plan-out",
+        ("plan", "--layer", "gitops", "--out", "saved-plan.json"),
+        "saved-plan.json",
+        ["saved-plan.json"],
+        _no_setup,
+    ),
+    (
+        "l1.adopt-stable",
+        ("l1.adopt", "debian12-k3s", "--vmid", "9000"),
+        STABLE,
+        [STABLE],
+        _pve_setup,
+    ),
+    (
+        "l2.apply-inventory",
+        ("l2.apply",),
+        ".work/inventory/vms.json",
+        [".work/inventory/vms.json"],
+        _pve_setup,
+    ),
+    (
+        "l3-rendered-inventory",
+        ("l3.converge", "lab", "--check"),
+        ".work/inventory/hosts.yml",
+        [".work/inventory/hosts.yml", ".work/inventory/ansible.cfg"],
+        _ssh_setup,
+    ),
+    (
+        "host-kubeconfig",
+        ("host.apply", "--only", "20"),
+        ".work/home/kubeconfig",
+        [".work/home/kubeconfig"],
+        _k3s_setup,
+    ),
+    (
+        "trace",
+        ("platform.certs", "--prod"),
+        ".work/traces/platform-certs-*[0-9].json",
+        [SETTINGS],
+        _no_setup,
+    ),
+]
+
+
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
+@pytest.mark.parametrize(
+    ("how", "code"), [("SIGINT", 130), ("SIGINT-group", 130), ("SIGTERM", 143), ("SIGKILL", -9)]
+)
+@pytest.mark.parametrize(
+    ("argv", "paused", "together", "setup"),
+    [pytest.param(a, p, t, s, id=name) for name, a, p, t, s in WRITERS],
+)
+def test_every_writer_interrupted_at_its_temp_file_moment(
+    sample_repo: Path,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    argv: tuple[str, ...],
+    paused: str,
+    together: list[str],
+    setup,
+    how: str,
+    code: int,
+) -> None:
+    extra = setup(sample_repo, request)
+    old = {name: _read(sample_repo / name) for name in together}
+    mark = tmp_path / "paused"
+    env = {
+        **base_env(**extra),
+        "PYTHONPATH": str(HOOK),
+        "HL_PAUSE_AT": str(sample_repo / paused),
+        "HL_PAUSE_MARK": str(mark),
+    }
+    proc = subprocess.Popen(
+        [INV, *argv],
+        cwd=sample_repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=how.endswith("group"),
+    )
+    deadline = time.monotonic() + 120
+    while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not mark.exists():
+        proc.kill()
+        early = proc.communicate(timeout=30)
+        raise AssertionError(f"never paused at {paused}: exit {proc.returncode}\n{early!r}")
+    staged = Path(mark.read_text().split("\n")[0])
+    new = staged.read_bytes()  # complete: written, fsynced and its mode set before the rename
+    target = Path(mark.read_text().split("\n")[1])
+    signum = {"SIGTERM": signal.SIGTERM, "SIGKILL": signal.SIGKILL}.get(how, signal.SIGINT)
+    if how.endswith("group"):
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
+    out_b, err_b = proc.communicate(timeout=60)
+    out, err = out_b.decode(errors="replace"), err_b.decode(errors="replace")
+
+    assert proc.returncode == code, (proc.returncode, out, err)
+    assert "Traceback" not in out + err, err
+    now = _read(target)
+    assert now in (_read_old(old, sample_repo, target), new), now
+    if len(together) > 1:  # one set: every file old, or every file new
+        changed = [name for name in together if _read(sample_repo / name) != old[name]]
+        assert changed in ([], together), changed
+    if how == "SIGKILL":  # nothing could clean up: the next run of the task does
+        assert now == _read_old(old, sample_repo, target)
+        again = run_inv(sample_repo, *argv, env=base_env(**extra))
+        assert again.returncode in (0, 2), again  # 2: `plan`'s "changes pending"
+        assert "Traceback" not in again.output, again
+    for name in {*together, str(target.relative_to(sample_repo))}:
+        path = sample_repo / name
+        assert list(path.parent.glob(f".{path.name}.*.tmp")) == [], name
+
+
+def _read_old(old: dict[str, bytes | None], repo: Path, target: Path) -> bytes | None:
+    rel = str(target.relative_to(repo))
+    return old.get(rel)

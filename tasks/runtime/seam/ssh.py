@@ -154,6 +154,21 @@ def _load_known_hosts(client: paramiko.SSHClient, settings: SshSettings) -> None
         client.load_system_host_keys(str(settings.known_hosts))
 
 
+def _file_holding(settings: SshSettings, target: SshTarget, key: paramiko.PKey) -> Path:
+    """Which known_hosts file has `key` for the target: the project's, or the operator's own."""
+    name = known_hosts_name(target.address, target.port)
+    for path in (settings.known_hosts, settings.user_known_hosts):
+        if path is None or not path.exists():
+            continue
+        try:
+            entry = paramiko.HostKeys(str(path)).lookup(name)
+        except (OSError, paramiko.SSHException):
+            continue
+        if entry is not None and any(k == key for k in entry.values()):
+            return path
+    return settings.known_hosts
+
+
 def open_connection(
     target: SshTarget, settings: SshSettings, *, record_new_keys: bool = True
 ) -> Connection:
@@ -201,7 +216,7 @@ def open_connection(
             f"does not match: the host offers {exc.key.get_name()} {fingerprint(exc.key)}, "
             f"known_hosts has {fingerprint(exc.expected_key)}; refusing (a rebuilt host or a "
             f"man in the middle). If the host was rebuilt, remove its old line from "
-            f"{settings.known_hosts}",
+            f"{_file_holding(settings, target, exc.expected_key)}",
         ) from None
     except paramiko.AuthenticationException as exc:
         close_connection(conn)
