@@ -143,6 +143,37 @@ class HomelabProgram(Program):
         with _interrupt_as_exit():
             super().parse_collection()
 
+    def load_collection(self) -> None:
+        """As Invoke's, except that a tasks module's own `ns` collection is used as it is:
+        `Collection.from_module` deep-copies it (every task of the tree, on every start-up) only
+        to keep the module's object apart, which nothing else here uses. Another dash setting
+        than the tree was built with still goes through `from_module`, which applies it."""
+        from invoke import Collection
+        from invoke.exceptions import CollectionNotFound
+
+        # The FilesystemLoader takes `start`; the Loader type Invoke declares does not (Invoke
+        # ignores the same type error in its own load_collection).
+        loader = self.loader_class(  # type: ignore[call-arg]
+            config=self.config, start=self.args["search-root"].value
+        )
+        try:
+            module, parent = loader.load(self.args.collection.value)
+        except CollectionNotFound as exc:
+            raise Exit(f"Can't find any collection named {exc.name!r}!") from None
+        self.config.set_project_location(parent)
+        self.config.load_project()
+        dashes = self.config.tasks.auto_dash_names
+        ns = getattr(module, "ns", None)
+        if isinstance(ns, Collection) and ns.auto_dash_names == dashes:
+            ns.name = ns.name or module.__name__.split(".")[-1]
+            ns.loaded_from = parent
+            ns.__doc__ = module.__doc__
+            self.collection = ns
+        else:
+            self.collection = Collection.from_module(
+                module, loaded_from=parent, auto_dash_names=dashes
+            )
+
     def execute(self) -> None:
         with _interrupt_as_exit():
             super().execute()
@@ -156,14 +187,24 @@ class HomelabProgram(Program):
         every context it is given, for every parse; a token that names no task parses the same
         either way (the parser consults contexts only for the tokens it sees), so the others are
         left out. Completion needs them all."""
-        from invoke.parser import Parser
+        from invoke.parser import Parser, ParserContext
 
-        contexts = self.collection.to_contexts(
-            ignore_unknown_help=self.config.tasks.ignore_unknown_help
-        )
-        if not self.args.complete.value:
+        unknown_help = self.config.tasks.ignore_unknown_help
+        if self.args.complete.value:
+            contexts = self.collection.to_contexts(ignore_unknown_help=unknown_help)
+        else:
+            # As Collection.to_contexts, for the named tasks only: each task's arguments come
+            # from inspecting its signature, most of the parse's cost when done for all of them.
             tokens = {t.split("=", 1)[0] for t in self.core.unparsed} | {self.args.help.value}
-            contexts = [c for c in contexts if c.name in tokens or tokens & set(c.aliases)]
+            contexts = [
+                ParserContext(
+                    name=primary,
+                    aliases=aliases,
+                    args=self.collection[primary].get_arguments(ignore_unknown_help=unknown_help),
+                )
+                for primary, aliases in self.collection.task_names.items()
+                if primary in tokens or tokens & set(aliases)
+            ]
         return Parser(initial=self.initial_context, contexts=contexts)
 
     def parse_tasks(self) -> None:
