@@ -12,7 +12,7 @@ from pathlib import Path
 
 from helpers import STANDINS, base_env, git
 
-from tasks.rehearsal import real_kubectl
+from tasks.rehearsal.play import real_kubectl
 
 # What `flux.reconcile` runs, in the tree's dependency order (also step 32 of cluster.apply).
 RECONCILE = [

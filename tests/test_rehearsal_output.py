@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.rehearsal import NEXT_STEPS, Act, Rehearsal, _play
+from tasks.rehearsal.play import NEXT_STEPS, Act, Rehearsal, _play
 
 FAKE_INV = """#!/bin/sh
 echo "plan: flux.reconcile"

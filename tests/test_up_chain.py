@@ -148,7 +148,7 @@ def test_the_sample_names_line_up_across_vms_hosts_host_env_cluster_and_kubeconf
     from tasks.gitops.settings import configured_cluster, handoff_kubeconfig
     from tasks.host.chain import host_run
     from tasks.l2.spec import load_specs
-    from tasks.up import prospective_inventory
+    from tasks.upchain import prospective_inventory
 
     run = make_run(sample_repo)
     vms = [vm.name for vm in load_specs(sample_repo / "layers/l2", sample_repo, "pve1")]

@@ -323,9 +323,9 @@ def read_host(run: Run) -> LayerPlan:
 
 
 def _hosts_to_come(run: Run, pattern: str, problem: HomelabError) -> list[Item]:
-    """HOST_NAME's hosts once L2 has made its VMs (tasks/up.py's prospective inventory)."""
+    """HOST_NAME's hosts once L2 has made its VMs (tasks/upchain.py's prospective inventory)."""
     from tasks.host import k3s
-    from tasks.up import prospective_roles
+    from tasks.upchain import prospective_roles
 
     hosts = prospective_roles(run, pattern)
     if not any(role == "server" for _name, role in hosts):

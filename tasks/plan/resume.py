@@ -114,7 +114,13 @@ def k3s_pending(run: Run) -> list[str]:
     view = host_run(run)
     group = load_group(view)
     read_facts(view, group)
-    return [f"{a.id}: {a.summary or a.reason}" for a in apply_plan(view, group).selected]
+    # An action's summary says what it would do, its reason why (a host's role; for the
+    # kubeconfig, "after the install" or "missing or out of date"): both, so that a kubeconfig
+    # fetched only because a host changes reads as that.
+    return [
+        f"{a.id}: {a.summary or a.reason}" + (f" ({a.reason})" if a.summary and a.reason else "")
+        for a in apply_plan(view, group).selected
+    ]
 
 
 def replan(run: Run, names: list[str]) -> list[str]:
@@ -140,7 +146,7 @@ def replan(run: Run, names: list[str]) -> list[str]:
             except HomelabError as exc:
                 problems.append(f"k3s: error: {exc.message.splitlines()[0]}")
         if "cluster" in names:
-            from tasks.up import cluster_pending
+            from tasks.upchain import cluster_pending
 
             try:
                 pending = cluster_pending(run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tasks.rehearsal import Act, Rehearsal
+from tasks.rehearsal.play import Act, Rehearsal
 
 
 @contextmanager

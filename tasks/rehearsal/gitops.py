@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.rehearsal import STANDINS, Act, Rehearsal, real_kubectl
+from tasks.rehearsal.play import STANDINS, Act, Rehearsal, real_kubectl
 
 RUNTIME_INPUTS = {
     "OAUTH2_PROXY_CLIENT_ID": "rehearsal-client-id",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.rehearsal import Act, Rehearsal
+from tasks.rehearsal.play import Act, Rehearsal
 
 START_TIMEOUT = 30
 # The template the bundled sample VMs clone until L1 has written a stable manifest.

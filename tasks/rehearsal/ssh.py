@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from tasks.rehearsal import Act, Rehearsal
+from tasks.rehearsal.play import Act, Rehearsal
 
 SERVERS = ["k3s-server-1"]
 AGENTS = ["k3s-agent-1", "k3s-agent-2"]

@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tasks.rehearsal import Act, Rehearsal
+from tasks.rehearsal.play import Act, Rehearsal
 
 CLONE_TEMPLATE = "debian12-k3s"
 

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from tasks.runtime.steps import StepContext
 
 LAYER_ORDER = ("l0", "l1", "l2", "l3", "l4")
+# `inv up`'s stages: the layers, then the k3s install and the cluster orchestrator.
+UP_ORDER = (*LAYER_ORDER, "k3s", "cluster")
 
 
 class LayerStage(NamedTuple):

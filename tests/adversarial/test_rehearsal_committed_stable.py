@@ -16,7 +16,7 @@ from pathlib import Path
 from helpers import git, run_inv
 from pve_fixtures import PveFixture, pve_fixture  # noqa: F401
 
-from tasks.rehearsal import copy_checkout
+from tasks.rehearsal.play import copy_checkout
 from tasks.rehearsal.proxmox import SAMPLE_TEMPLATE_NAME, SAMPLE_TEMPLATE_VMID
 
 # What `inv l1.build` promotes on the operator's own Proxmox (tasks/l1/artifacts.py's format).
