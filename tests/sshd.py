@@ -102,6 +102,15 @@ def k3s_lab(servers: list[str], agents: list[str]) -> SshLab:
     return lab
 
 
+def k3s_lab_fixture(servers: list[str], agents: list[str]) -> Iterator[SshLab]:
+    """Body of a test module's `lab` fixture: a k3s_lab, stopped afterwards."""
+    lab = k3s_lab(servers, agents)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
 def k3s_records(lab: SshLab, name: str) -> list[dict[str, str]]:
     """The installer stand-in's record on host `name`: one dict per line (`event` is the first
     word: installed, uninstalled, kubectl; `key=value` words become keys)."""

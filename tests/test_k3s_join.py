@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import base_env, run_inv
-from sshd import installs, k3s_lab, k3s_records
+from sshd import installs, k3s_lab, k3s_lab_fixture, k3s_records
 
 from tasks.rehearsal.ssh_standins import K3sInstallerStandin, SshLab
 
@@ -26,11 +26,7 @@ TOKEN = "k3s-fixed-token-8c41d07e"
 
 @pytest.fixture
 def lab() -> Iterator[SshLab]:
-    lab = k3s_lab(SERVERS, AGENTS)
-    try:
-        yield lab
-    finally:
-        lab.close()
+    yield from k3s_lab_fixture(SERVERS, AGENTS)
 
 
 def _env(installer: K3sInstallerStandin, **extra: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import base_env, run_inv
-from sshd import CF_TOKEN, host_settings, installs, k3s_lab
+from sshd import CF_TOKEN, host_settings, installs, k3s_lab_fixture
 
 from tasks.rehearsal.ssh_standins import DnsApiStandin, K3sInstallerStandin, SshLab
 
@@ -20,11 +20,7 @@ RECORD = "home.example.net A"
 
 @pytest.fixture
 def lab() -> Iterator[SshLab]:
-    lab = k3s_lab([SERVER], [AGENT])
-    try:
-        yield lab
-    finally:
-        lab.close()
+    yield from k3s_lab_fixture([SERVER], [AGENT])
 
 
 def _env(dns: DnsApiStandin, installer: K3sInstallerStandin, **extra: str) -> dict[str, str]:

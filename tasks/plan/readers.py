@@ -427,14 +427,17 @@ def _flux_diffs(run: Run, settings) -> list[Item]:
             f"--path={node.folder}",
             check=False,
         )
-        # flux diff exits 1 when there are differences, and >1 when it failed.
+        # flux diff exits 1 when there are differences, and >1 when it failed; it also exits 1
+        # for errors outside the diff (a bad flag, a missing file), which print no `►` line.
+        shown = [ln for ln in result.stdout.splitlines() if ln.startswith(("►", "+", "-"))]
         if result.exited == 0:
             items.append(Item(label, OK, "flux diff: no changes"))
-        elif result.exited == 1:
-            shown = [ln for ln in result.stdout.splitlines() if ln.startswith(("►", "+", "-"))]
+        elif result.exited == 1 and any(ln.startswith("►") for ln in shown):
             items.append(Item(label, CHANGE, "flux diff: differs", shown[:20]))
         else:
-            items.append(Item(label, ERROR, f"flux diff failed (exit {result.exited})"))
+            tail = result.tail()
+            detail = f"flux diff failed (exit {result.exited})" + (f": {tail}" if tail else "")
+            items.append(Item(label, ERROR, detail))
     return items
 
 
