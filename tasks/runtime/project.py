@@ -54,8 +54,14 @@ class Project:
 
     def rel(self, path: Path) -> str:
         """`path` relative to the root when inside it, for messages."""
+        path = Path(path)
+        if path.is_absolute() and ".." not in path.parts:
+            try:  # lexically inside: no need to ask the file system (rel runs once per row)
+                return str(path.relative_to(self.root))
+            except ValueError:
+                pass
         try:
-            return str(Path(path).resolve().relative_to(self.root))
+            return str(path.resolve().relative_to(self.root))
         except ValueError:
             return str(path)
 
