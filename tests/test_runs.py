@@ -132,3 +132,31 @@ def test_a_secret_on_the_command_line_of_a_task_without_env_is_masked_in_its_tra
     assert shown.returncode == 2, shown
     for trace in (sample_repo / ".work" / "traces").glob("*.json"):
         assert SECRET not in trace.read_text(), trace.name
+
+
+def test_at_80_columns_every_row_stays_in_line(sample_repo: Path) -> None:
+    """Run ids and paths never break: their column is as wide as its longest word."""
+    run_inv(sample_repo, "up", "--to", "l0", env=_env())
+    listed = run_inv(sample_repo, "runs", env=base_env(COLUMNS="80"))
+    assert listed.returncode == 0, str(listed)
+    header, rule, *rows = [ln for ln in listed.stdout.splitlines() if "run(s);" not in ln]
+    starts = [i for i, ch in enumerate(rule) if ch == "-" and (i == 0 or rule[i - 1] == " ")]
+    run_id = next(ln for ln in rows if ln and not ln.startswith(" "))
+    assert len(rule.split()[0]) >= len(run_id.split()[0])  # the RUN column holds the id
+    for line in rows:
+        for start in starts[1:]:  # each column begins where its rule begins, or is blank there
+            assert start >= len(line) or line[start - 1] == " ", (line, starts)
+
+
+def test_plain_table_keeps_long_words_whole_and_aligned() -> None:
+    from tasks.runtime.console import plain_table
+
+    lines = plain_table(
+        ["RUN", "STARTED", "TASK"],
+        [["20261201T151351Z-14648", "2026-12-01 15:13:51Z", "l1.list env.check host"]],
+        40,
+    )
+    rule = lines[1].split()
+    assert len(rule[0]) == len("20261201T151351Z-14648")
+    column = lines[0].index("STARTED")
+    assert all(len(ln) <= column or ln[column - 1] == " " for ln in lines)

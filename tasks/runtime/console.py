@@ -139,11 +139,17 @@ def plain_table(columns: list[str], rows: list[list[str]], total: int) -> list[s
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
+    # A column never gets narrower than its longest word (a run id, a path): words never break,
+    # so a narrower column would push the rest of its row out of line.
+    floors = [len(c) for c in columns]
+    for row in rows:
+        for i, cell in enumerate(row):
+            floors[i] = max(floors[i], max((len(w) for w in cell.split()), default=0))
     gaps = 2 * (count - 1)
     cap = max(12, (total - gaps) // max(1, count))
     for i in range(count - 1):  # the leading columns give way first, to a fair share each
         if sum(widths) + gaps > total:
-            widths[i] = min(widths[i], max(cap, len(columns[i])))
+            widths[i] = min(widths[i], max(cap, floors[i]))
     last = max(20, total - gaps - sum(widths[:-1]))
     widths[-1] = min(widths[-1], last)
 
