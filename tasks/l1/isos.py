@@ -80,7 +80,13 @@ def _ledger_path(l1: L1Layer) -> Path:
 
 
 def read_ledger(l1: L1Layer) -> dict[str, Any]:
+    from tasks.runtime.files import dead_temps
+
     path = _ledger_path(l1)
+    # A run killed at the ledger's rename left its staged copy in the tracked tree; the next
+    # write would remove it, but a run that finds nothing to stage never writes the ledger.
+    for leftover in dead_temps(path):
+        l1.run.effects.remove(leftover, what=f"{leftover.name} (a killed run's temp file)")
     if not path.exists():
         return {}
     try:

