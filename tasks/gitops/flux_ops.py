@@ -85,6 +85,19 @@ def reconcile(run: Run, *, force: bool, kustomization: str | None, with_source: 
         say(f"reconciled: {done}")
 
 
+def diff_kustomization(kube, node):
+    """`flux diff kustomization` of one local node of the graph against the cluster (a read:
+    flux exits 0 no changes, 1 differences, >1 failed; the caller judges)."""
+    return kube.flux(
+        "diff",
+        "kustomization",
+        node.name,
+        f"--namespace={node.namespace}",
+        f"--path={node.folder}",
+        check=False,
+    )
+
+
 def diff(run: Run, kustomization: str) -> None:
     from tasks.gitops.settings import kube_for
     from tasks.runtime.console import say
@@ -93,14 +106,7 @@ def diff(run: Run, kustomization: str) -> None:
     node = graph.find(kustomization)
     if not node.local:
         raise ConfigError(f"{node.label()}: {node.note}; flux diff needs it in this tree")
-    result = kube_for(run).flux(
-        "diff",
-        "kustomization",
-        node.name,
-        f"--namespace={node.namespace}",
-        f"--path={node.folder}",
-        check=False,
-    )
+    result = diff_kustomization(kube_for(run), node)
     # flux diff exits 1 when there are differences, and >1 when it failed.
     if result.exited > 1:
         raise CommandFailed(

@@ -42,6 +42,8 @@ from tasks.gitops.layout import (
     is_flux_kustomization,
     kustomization_file,
     mapping,
+    meta_of,
+    spec_of,
 )
 from tasks.runtime.errors import ConfigError
 
@@ -62,18 +64,8 @@ SOURCE_KINDS = {
 _GRAPHS_LOCK = threading.Lock()
 
 
-def _meta(doc: dict[str, Any]) -> dict[str, Any]:
-    meta = doc.get("metadata")
-    return meta if isinstance(meta, dict) else {}
-
-
-def _spec(doc: dict[str, Any]) -> dict[str, Any]:
-    spec = doc.get("spec")
-    return spec if isinstance(spec, dict) else {}
-
-
 def resource_id(doc: dict[str, Any]) -> str:
-    meta = _meta(doc)
+    meta = meta_of(doc)
     ns = f"{meta.get('namespace')}/" if meta.get("namespace") else ""
     return f"{doc.get('kind')}/{ns}{meta.get('name')}"
 
@@ -119,7 +111,7 @@ class Node:
         parent: Node | None,
         default_namespace: str,
     ) -> Node:
-        meta, spec = _meta(doc), _spec(doc)
+        meta, spec = meta_of(doc), spec_of(doc)
         namespace = str(meta.get("namespace") or default_namespace)
         post = spec["postBuild"] if isinstance(spec.get("postBuild"), dict) else None
         ref = mapping(spec.get("sourceRef"))
@@ -288,7 +280,7 @@ class Graph:
         """Every Namespace the graph declares."""
         return sorted(
             {
-                str(_meta(d).get("name"))
+                str(meta_of(d).get("name"))
                 for _, d, _ in self.all_docs()
                 if d.get("kind") == "Namespace" and d.get("apiVersion") == "v1"
             }
@@ -366,10 +358,10 @@ class Builder:
         for doc, origin in zip(node.docs, node.origins, strict=True):
             kind = str(doc.get("kind"))
             if kind in SOURCE_KINDS and str(doc.get("apiVersion", "")).startswith(FLUX_SOURCE_API):
-                meta = _meta(doc)
+                meta = meta_of(doc)
                 key = (kind, str(meta.get("namespace") or node.namespace), str(meta.get("name")))
                 graph.source_docs[key] = doc
-                url = _normal_url(str(_spec(doc).get("url") or ""))
+                url = _normal_url(str(spec_of(doc).get("url") or ""))
                 if kind == "GitRepository" and entry_url and url == entry_url:
                     graph.local_sources.add(key)
             if not is_flux_kustomization(doc):
@@ -421,7 +413,7 @@ class Builder:
             k["resources"] = [rel(folder)]
         else:
             k["resources"] = [rel(p) for p in generated_resources(folder)]
-        spec = _spec(node.doc)
+        spec = spec_of(node.doc)
         if spec.get("targetNamespace"):
             k["namespace"] = str(spec["targetNamespace"])
         for key in ("namePrefix", "nameSuffix"):
@@ -453,7 +445,7 @@ class Builder:
         try:
             inputs = Inputs(self.digests)
             inputs.add_folder(folder)
-            for component in _spec(node.doc).get("components") or []:
+            for component in spec_of(node.doc).get("components") or []:
                 inputs.add_folder(folder / str(component))
             node.render_key = inputs.key(CACHE_VERSION, text, self.tool)
         except Uncacheable:

@@ -169,12 +169,14 @@ def _walk(root: Path) -> list[Path]:
     return found
 
 
-def _meta(doc: dict[str, Any]) -> dict[str, Any]:
+def meta_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document's `metadata`, or {} when it is missing or not a mapping."""
     meta = doc.get("metadata")
     return meta if isinstance(meta, dict) else {}
 
 
-def _spec(doc: dict[str, Any]) -> dict[str, Any]:
+def spec_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document's `spec`, or {} when it is missing or not a mapping."""
     spec = doc.get("spec")
     return spec if isinstance(spec, dict) else {}
 
@@ -315,7 +317,7 @@ class Layout:
         entries: list[Entry] = []
         if "FluxInstance" in text and FLUX_OPERATOR_API in text and _TOP_KIND_INSTANCE.search(text):
             for doc in self.index.docs(path):
-                if doc.get("kind") == "FluxInstance" and isinstance(_spec(doc).get("sync"), dict):
+                if doc.get("kind") == "FluxInstance" and isinstance(spec_of(doc).get("sync"), dict):
                     entries.append(self._instance_entry(path, doc))
         if "GitRepository" in text and FLUX_KUSTOMIZE_API in text and _TOP_KIND_REPO.search(text):
             entries.extend(self._pair_entries(path))
@@ -332,8 +334,8 @@ class Layout:
         ]
 
     def _instance_entry(self, path: Path, doc: dict[str, Any]) -> Entry:
-        sync = _spec(doc)["sync"]
-        namespace = str(_meta(doc).get("namespace") or self.settings["flux_namespace"])
+        sync = spec_of(doc)["sync"]
+        namespace = str(meta_of(doc).get("namespace") or self.settings["flux_namespace"])
         name = str(sync.get("name") or namespace)
         kind = str(sync.get("kind") or "GitRepository")
         flux_path = str(sync.get("path") or "./")
@@ -368,7 +370,7 @@ class Layout:
         docs = self.index.docs(path)
         flux_ns = settings["flux_namespace"]
         repos = {
-            (str(_meta(d).get("namespace") or flux_ns), str(_meta(d).get("name"))): d
+            (str(meta_of(d).get("namespace") or flux_ns), str(meta_of(d).get("name"))): d
             for d in docs
             if d.get("kind") == "GitRepository"
             and str(d.get("apiVersion", "")).startswith(FLUX_SOURCE_API)
@@ -377,7 +379,7 @@ class Layout:
         for doc in docs:
             if not is_flux_kustomization(doc):
                 continue
-            meta, spec = _meta(doc), _spec(doc)
+            meta, spec = meta_of(doc), spec_of(doc)
             namespace = str(meta.get("namespace") or flux_ns)
             ref = mapping(spec.get("sourceRef"))
             source_ns = str(ref.get("namespace") or namespace)
@@ -389,7 +391,7 @@ class Layout:
                 continue  # not self-managing: a child of some other entry
             folder = path.parent
             sync_dir = folder if kustomization_file(folder) else None
-            repo_spec = _spec(repo)
+            repo_spec = spec_of(repo)
             secret = mapping(repo_spec.get("secretRef"))
             entries.append(
                 Entry(
@@ -446,7 +448,7 @@ class Layout:
         if not isinstance(modes, Path):
             return None, f"no tenants.yaml in {self.settings.rel(self.cluster_dir)}", []
         wanted = {
-            str(_meta(d).get("name"))
+            str(meta_of(d).get("name"))
             for p in sorted(modes.glob("*.y*ml"))[:1]
             for d in self.index.docs(p)
             if is_flux_kustomization(d)
@@ -457,7 +459,7 @@ class Layout:
             if not any(name in text for name in wanted):
                 continue
             if any(
-                is_flux_kustomization(d) and str(_meta(d).get("name")) in wanted
+                is_flux_kustomization(d) and str(meta_of(d).get("name")) in wanted
                 for d in self.index.docs(path)
             ):
                 found.append(path)
@@ -541,7 +543,7 @@ class Layout:
         if kind not in text or name not in text:
             return False
         for doc in self.index.docs(path):
-            meta = _meta(doc)
+            meta = meta_of(doc)
             if (
                 doc.get("kind") == kind
                 and str(meta.get("name")) == name

@@ -231,21 +231,21 @@ def remote(
     return result.stdout
 
 
+def read_on(run: Run, target: SshTarget, settings: SshSettings, command: str, what: str) -> str:
+    """One read-only command on a host, in a session of its own (a dry run reads it too)."""
+    with session(run, target, settings) as conn:
+        return remote(run, conn, target.name, command, what, mutates=False)
+
+
 def read_facts(run: Run, group: K3sGroup) -> None:
     """Every host's k3s facts at once (reads, so a dry run reads them too)."""
     from tasks.runtime.fanout import fan_out
 
     def one(node: Node) -> k3s.K3sFacts:
-        with session(run, node.target, group.settings) as conn:
-            output = remote(
-                run,
-                conn,
-                node.name,
-                k3s.facts_command(node.spec),
-                "reading k3s facts",
-                mutates=False,
-            )
-        return k3s.parse_facts(output)
+        command = k3s.facts_command(node.spec)
+        return k3s.parse_facts(
+            read_on(run, node.target, group.settings, command, "reading k3s facts")
+        )
 
     outcomes = fan_out(group.nodes, one, name=lambda n: n.name, parallel=10)
     for node, outcome in zip(group.nodes, outcomes, strict=True):
@@ -264,15 +264,8 @@ def join_token(run: Run, group: K3sGroup) -> str:
     with group._token_lock:
         if group._join_token is None:
             first = group.first
-            with session(run, first.target, group.settings) as conn:
-                raw = remote(
-                    run,
-                    conn,
-                    first.name,
-                    k3s.token_command(first.spec),
-                    "reading the cluster token",
-                    mutates=False,
-                )
+            command = k3s.token_command(first.spec)
+            raw = read_on(run, first.target, group.settings, command, "reading the cluster token")
             token = raw.strip()
             if not token:
                 raise ExternalError(f"{first.name}: {first.spec.token_file} is empty")
@@ -382,15 +375,8 @@ def _kubeconfig_text(run: Run, group: K3sGroup) -> str:
     from tasks.runtime.secrets import MASKER
 
     first = group.first
-    with session(run, first.target, group.settings) as conn:
-        raw = remote(
-            run,
-            conn,
-            first.name,
-            f"{first.spec.sudo}cat {shlex.quote(first.spec.remote_kubeconfig)}",
-            "fetching the kubeconfig",
-            mutates=False,
-        )
+    command = f"{first.spec.sudo}cat {shlex.quote(first.spec.remote_kubeconfig)}"
+    raw = read_on(run, first.target, group.settings, command, "fetching the kubeconfig")
     text, secrets = k3s.rewrite_kubeconfig(raw, group.api_url, group.cluster)
     MASKER.add_all(secrets)
     return text

@@ -30,7 +30,7 @@ def _dns_host(run: Run) -> tuple[SshTarget, SshSettings]:
 
 def public_address(run: Run) -> str:
     """DDNS_ADDRESS, or what an echo service tells the host (its egress address): a read."""
-    from tasks.host.group import remote, session
+    from tasks.host.group import read_on
     from tasks.host.k3s import check_url
 
     raw = (run.env.get("DDNS_ADDRESS") or "").strip()
@@ -38,15 +38,9 @@ def public_address(run: Run) -> str:
     if not raw:
         url = check_url("DDNS_IP_URL", run.env.get("DDNS_IP_URL") or DEFAULT_IP_URL)
         target, settings = _dns_host(run)
-        with session(run, target, settings) as conn:
-            raw = remote(
-                run,
-                conn,
-                target.name,
-                f"curl -fsS --max-time 10 {shlex.quote(url)} || wget -qO- -T 10 {shlex.quote(url)}",
-                "asking for its public address",
-                mutates=False,
-            )
+        quoted = shlex.quote(url)
+        command = f"curl -fsS --max-time 10 {quoted} || wget -qO- -T 10 {quoted}"
+        raw = read_on(run, target, settings, command, "asking for its public address")
         raw, source = raw.strip(), f"{url} (asked from {target.name})"
     try:
         return str(ipaddress.ip_address(raw))

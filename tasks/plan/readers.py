@@ -402,6 +402,7 @@ def read_gitops(run: Run) -> LayerPlan:
 
 
 def _flux_diffs(run: Run, settings) -> list[Item]:
+    from tasks.gitops.flux_ops import diff_kustomization
     from tasks.gitops.graph import graph_for
     from tasks.gitops.settings import kube_for, kubeconfig_source
 
@@ -419,14 +420,7 @@ def _flux_diffs(run: Run, settings) -> list[Item]:
         if not node.local:
             items.append(Item(label, UNCHECKED, node.note or "not in this tree"))
             continue
-        result = kube.flux(
-            "diff",
-            "kustomization",
-            node.name,
-            f"--namespace={node.namespace}",
-            f"--path={node.folder}",
-            check=False,
-        )
+        result = diff_kustomization(kube, node)
         # flux diff exits 1 when there are differences, and >1 when it failed; it also exits 1
         # for errors outside the diff (a bad flag, a missing file), which print no `►` line.
         shown = [ln for ln in result.stdout.splitlines() if ln.startswith(("►", "+", "-"))]
