@@ -4,13 +4,14 @@ Git remote for the GitOps part), checked from the seam's trace and from fakepve'
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import git, run_inv
+from helpers import STANDINS, git, run_inv
 from pve_fixtures import PveFixture, pve_fixture  # noqa: F401
 
 FAST = ("--layer", "l1,l2,gitops")  # L0's tool probes and L3/L4's SSH need more than fakepve
@@ -179,6 +180,19 @@ def test_bad_input_is_exit_1_and_says_so(lab) -> None:
     assert setting.returncode == 1 and "PVE_TIMEOUT" in setting.stderr, setting
     insecure = inv(lab, "plan", "--layer", "l2", NOTIFY_URL="http://example.net/hook")
     assert insecure.returncode == 1 and "NOTIFY_URL" in insecure.stderr, insecure
+    # Doppler failing (an external failure, exit 4 elsewhere) is exit 1 here: cron reads any
+    # code but 0 and 2 as "the plan itself failed".
+    doppler = inv(
+        lab,
+        "plan",
+        "--layer",
+        "l1",
+        DOPPLER="1",
+        PATH=f"{STANDINS}:{os.environ['PATH']}",
+        DOPPLER_STANDIN_FAIL="Invalid auth token",
+    )
+    assert doppler.returncode == 1, str(doppler)
+    assert "plan failed" in doppler.stderr and "Invalid auth token" in doppler.stderr, doppler
 
 
 class _Handler(BaseHTTPRequestHandler):

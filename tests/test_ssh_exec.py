@@ -185,3 +185,37 @@ def test_silent_host_times_out(sample_repo: Path, lab: SshLab) -> None:
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
     assert rows["hung"][1] == "unreachable" and rows["web1"][1] == "ok"
     assert "no SSH answer within 1s" in result.stdout
+
+
+def test_a_port_that_drops_the_connection_is_not_called_a_timeout(
+    sample_repo: Path, lab: SshLab
+) -> None:
+    """A port that takes TCP and closes it at once (no sshd there, or one turning clients away)
+    is said to be that, not "no answer within 10s" after a fraction of a second."""
+    import socket
+
+    import yaml
+
+    dropper = socket.socket()
+    dropper.bind(("127.0.0.1", 0))
+    dropper.listen(8)
+
+    def drop() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = dropper.accept()
+                conn.close()
+
+    threading.Thread(target=drop, daemon=True).start()
+    try:
+        lab.write_inventory(sample_repo)
+        path = sample_repo / "inventory/hosts.yaml"
+        doc = yaml.safe_load(path.read_text())
+        doc["hosts"]["dropper"] = {"address": "127.0.0.1", "port": dropper.getsockname()[1]}
+        path.write_text(yaml.safe_dump(doc))
+        result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "dropper")
+    finally:
+        dropper.close()
+    assert result.returncode == 4, str(result)
+    assert "dropped it before any SSH greeting" in result.stdout, str(result)
+    assert "no SSH answer within" not in result.stdout, str(result)

@@ -5,7 +5,8 @@ run's seam switched to a dry run first, so a mutation that reached it would be w
 recorded as such. Exit codes follow Terraform's `-detailed-exitcode`: 0 as declared, 2 changes
 pending, 1 an error (a layer or host that could not be read is an error, never "no change").
 Bad input to `inv plan` (an unknown `--layer`, a bad setting) is exit 1 too, with the message
-saying it is bad input: exit 2 means "changes pending" here.
+saying it is bad input, and so is any other failure of the plan itself (Doppler, a lock): exit 2
+means "changes pending" here, and cron reads every code but 0 and 2 as the plan failing.
 """
 
 from __future__ import annotations
@@ -77,27 +78,38 @@ def read_layers(run, layers: list[str], *, deep: bool = False):
 )
 def plan(run, layer=None, json=False, quiet=False, deep=False, profile=None, out=None):
     """Plan every layer read-only: what `inv up` would change (exit 0 none, 2 pending, 1 error)."""
+    from tasks.runtime.errors import ConfigError, HomelabError
+
+    try:
+        _plan(run, layer, json, quiet, deep, out)
+    except HomelabError as exc:
+        if exc.exit_code == 1:
+            raise
+        # Terraform's -detailed-exitcode: cron reads 2 as "changes pending" and anything else
+        # but 0 as trouble, so every failure of the plan itself is 1 (bad input, Doppler...).
+        what = "bad input to plan" if isinstance(exc, ConfigError) else "plan failed"
+        raise HomelabError(
+            f"{what} (exit 1: plan's exit 2 means changes pending): {exc.message}",
+            hint=exc.hint,
+            code=1,
+        ) from None
+
+
+def _plan(run, layer, json, quiet, deep, out) -> None:
     from invoke import Exit
 
     from tasks.plan.report import as_json, drift_lines, notify, print_tables, summary
     from tasks.runtime.console import say
-    from tasks.runtime.errors import ConfigError, HomelabError
+    from tasks.runtime.errors import HomelabError
 
     was_dry = run.dry_run
-    try:
-        layers = parse_layers(layer)
-        _ = run.env  # resolved (and every setting checked) before the readers fan out
-        notify_url = (run.env.get("NOTIFY_URL") or "").strip()
-        if notify_url:
-            from tasks.runtime.seam.http import check_credential_url
+    layers = parse_layers(layer)
+    _ = run.env  # resolved (and every setting checked) before the readers fan out
+    notify_url = (run.env.get("NOTIFY_URL") or "").strip()
+    if notify_url:
+        from tasks.runtime.seam.http import check_credential_url
 
-            check_credential_url(notify_url, "NOTIFY_URL")
-    except ConfigError as exc:
-        raise HomelabError(
-            f"bad input to plan (exit 1: plan's exit 2 means changes pending): {exc.message}",
-            hint=exc.hint,
-            code=1,
-        ) from None
+        check_credential_url(notify_url, "NOTIFY_URL")
     run.dry_run = run.effects.dry_run = True  # a plan is the seam's reads, every mutation withheld
     plans = read_layers(run, layers, deep=deep)
     result = summary(plans)

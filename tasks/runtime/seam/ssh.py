@@ -203,6 +203,7 @@ def open_connection(
         _CheckedPolicy(settings, target.name, record=record_new_keys)
     )
     _load_known_hosts(conn.client, settings)
+    started = time.monotonic()
     try:
         conn.open()
     except SshFailure:
@@ -242,9 +243,19 @@ def open_connection(
     except paramiko.SSHException as exc:
         close_connection(conn)
         text = str(exc)
-        if "banner" in text or "No existing session" in text:
+        waited = time.monotonic() - started
+        if ("banner" in text or "No existing session" in text) and (
+            waited >= 0.9 * settings.connect_timeout
+        ):
             # The port answers but no SSH greeting (or no auth) arrives: a hung or busy sshd.
             text = f"no SSH answer within {settings.connect_timeout:g}s"
+        elif "banner" in text:
+            # Closed at once (paramiko says "banner" for that too): not a timeout, say what it is.
+            reason = text.split("banner", 1)[1].strip() or "closed"
+            text = (
+                f"the port took the connection but dropped it before any SSH greeting ({reason}): "
+                "not an SSH server there, or sshd turned it away (MaxStartups, TCP wrappers)"
+            )
         raise SshFailure("unreachable", f"{target.name} ({target.where}): {text}") from None
     except (OSError, EOFError) as exc:
         close_connection(conn)
