@@ -117,3 +117,12 @@ def test_diff_area(sample_repo: Path, tmp_path: Path) -> None:
     assert unknown.returncode == 2
     assert "infrastructure, issuers, platform-services, tenants" in unknown.stderr
     assert json.loads((tmp_path / "kube-state.json").read_text())  # state untouched but readable
+
+
+def test_diff_exit_1_without_a_diff_is_a_failure(sample_repo: Path, tmp_path: Path) -> None:
+    """flux exits 1 for errors outside the diff too (no `►` line): not "differences above"."""
+    env = kube_env(tmp_path, {"diff": {"tenants": "✗ unknown flag: --kustomization-file"}})
+    result = run_inv(sample_repo, "flux.diff", "tenants", env=env)
+    assert result.returncode == 4, str(result)
+    assert "command failed (exit 1): flux diff kustomization tenants" in result.stderr, result
+    assert "unknown flag" in result.stderr and "differences above" not in result.output, result

@@ -98,6 +98,18 @@ def diff_kustomization(kube, node):
     )
 
 
+def diff_verdict(result) -> tuple[str, list[str]]:
+    """("none" | "differs" | "failed", the diff's lines) of a `flux diff kustomization` result.
+    flux exits 1 when there are differences and >1 when it failed, but also 1 for errors outside
+    the diff (a bad flag, a missing file): those print no `►` line, so they are failures too."""
+    shown = [ln for ln in result.stdout.splitlines() if ln.startswith(("►", "+", "-"))]
+    if result.exited == 0:
+        return "none", shown
+    if result.exited == 1 and any(ln.startswith("►") for ln in shown):
+        return "differs", shown
+    return "failed", shown
+
+
 def diff(run: Run, kustomization: str) -> None:
     from tasks.gitops.settings import kube_for
     from tasks.runtime.console import say
@@ -107,17 +119,15 @@ def diff(run: Run, kustomization: str) -> None:
     if not node.local:
         raise ConfigError(f"{node.label()}: {node.note}; flux diff needs it in this tree")
     result = diff_kustomization(kube_for(run), node)
-    # flux diff exits 1 when there are differences, and >1 when it failed.
-    if result.exited > 1:
-        raise CommandFailed(
-            f"flux diff kustomization {node.name}", result.exited, (result.stderr or "").strip()
-        )
+    verdict, _ = diff_verdict(result)
+    if verdict == "failed":
+        raise CommandFailed(f"flux diff kustomization {node.name}", result.exited, result.tail())
     say(result.stdout.rstrip())
     say(
         f"{kustomization}: "
         + (
             "differences above (push and `inv flux.reconcile` to apply)"
-            if result.exited == 1
+            if verdict == "differs"
             else "no changes"
         )
     )

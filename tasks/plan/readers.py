@@ -402,7 +402,7 @@ def read_gitops(run: Run) -> LayerPlan:
 
 
 def _flux_diffs(run: Run, settings) -> list[Item]:
-    from tasks.gitops.flux_ops import diff_kustomization
+    from tasks.gitops.flux_ops import diff_kustomization, diff_verdict
     from tasks.gitops.graph import graph_for
     from tasks.gitops.settings import kube_for, kubeconfig_source
 
@@ -421,12 +421,10 @@ def _flux_diffs(run: Run, settings) -> list[Item]:
             items.append(Item(label, UNCHECKED, node.note or "not in this tree"))
             continue
         result = diff_kustomization(kube, node)
-        # flux diff exits 1 when there are differences, and >1 when it failed; it also exits 1
-        # for errors outside the diff (a bad flag, a missing file), which print no `►` line.
-        shown = [ln for ln in result.stdout.splitlines() if ln.startswith(("►", "+", "-"))]
-        if result.exited == 0:
+        verdict, shown = diff_verdict(result)
+        if verdict == "none":
             items.append(Item(label, OK, "flux diff: no changes"))
-        elif result.exited == 1 and any(ln.startswith("►") for ln in shown):
+        elif verdict == "differs":
             items.append(Item(label, CHANGE, "flux diff: differs", shown[:20]))
         else:
             tail = result.tail()
