@@ -162,22 +162,27 @@ def test_dry_run_connects_to_nothing(sample_repo: Path, lab: SshLab) -> None:
     assert "dry run: nothing was changed" in result.stdout
 
 
+def _with_listener(repo: Path, lab: SshLab, name: str, port: int, **ssh: object) -> None:
+    """The lab's inventory plus host NAME at 127.0.0.1:PORT (a listener that is no sshd)."""
+    import yaml
+
+    lab.write_inventory(repo)
+    path = repo / "inventory/hosts.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["ssh"].update(ssh)
+    doc["hosts"][name] = {"address": "127.0.0.1", "port": port}
+    path.write_text(yaml.safe_dump(doc))
+
+
 def test_silent_host_times_out(sample_repo: Path, lab: SshLab) -> None:
     """A host that accepts TCP but never speaks SSH (a hung sshd) fails within connect_timeout."""
     import socket
-
-    import yaml
 
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     try:
-        lab.write_inventory(sample_repo)
-        path = sample_repo / "inventory/hosts.yaml"
-        doc = yaml.safe_load(path.read_text())
-        doc["ssh"]["connect_timeout"] = 1
-        doc["hosts"]["hung"] = {"address": "127.0.0.1", "port": silent.getsockname()[1]}
-        path.write_text(yaml.safe_dump(doc))
+        _with_listener(sample_repo, lab, "hung", silent.getsockname()[1], connect_timeout=1)
         result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "hung,web1")
     finally:
         silent.close()
@@ -194,8 +199,6 @@ def test_a_port_that_drops_the_connection_is_not_called_a_timeout(
     is said to be that, not "no answer within 10s" after a fraction of a second."""
     import socket
 
-    import yaml
-
     dropper = socket.socket()
     dropper.bind(("127.0.0.1", 0))
     dropper.listen(8)
@@ -208,11 +211,7 @@ def test_a_port_that_drops_the_connection_is_not_called_a_timeout(
 
     threading.Thread(target=drop, daemon=True).start()
     try:
-        lab.write_inventory(sample_repo)
-        path = sample_repo / "inventory/hosts.yaml"
-        doc = yaml.safe_load(path.read_text())
-        doc["hosts"]["dropper"] = {"address": "127.0.0.1", "port": dropper.getsockname()[1]}
-        path.write_text(yaml.safe_dump(doc))
+        _with_listener(sample_repo, lab, "dropper", dropper.getsockname()[1])
         result = run_inv(sample_repo, "l3.exec", "true", "--hosts", "dropper")
     finally:
         dropper.close()
