@@ -50,6 +50,7 @@ OMITTED = "\x00omitted\x00"  # stands in for a left-out optional positional duri
 HELP = ("-h", "--help")
 MISSING = "did not receive required positional arguments"
 UNKNOWN = re.compile(r"No idea what (.+) is!$")
+NEEDS_VALUE = re.compile(r"Flag <Argument: (\S+?)[ >].*needed value")
 # Set by main(): tasks.py warns when `inv` is Invoke's own script instead of this program.
 ACTIVE = False
 
@@ -315,17 +316,40 @@ class HomelabProgram(Program):
                 parts.append(str(arg.name).upper() + shown)
             usage = f"\n  hint: `{self.binary} {ctx.name} --help` shows its arguments"
             return Exit(f"error: {ctx.name} needs {'; '.join(parts)}{usage}", code=2)
-        found = UNKNOWN.match(str(exc))
+        # Every other parse error is bad input too: exit 2 (1 for `inv plan`), said as the
+        # runner says errors, with the nearest names.
+        import difflib
+
+        code = getattr(task, "bad_input_exit", 2)
+        name = str(ctx.name) if ctx is not None and task is not None else ""
+        flags = list(ctx.flags) if ctx is not None and task is not None else []
+        where = f"`{self.binary} {name} --help` shows its flags" if name else ""
+        message, close = str(exc), []
+        found = UNKNOWN.match(message)
+        needs = NEEDS_VALUE.match(message)
         if found:
             import ast
-            import difflib
 
-            token = ast.literal_eval(found.group(1))
-            names = [n for p, aliases in self.collection.task_names.items() for n in (p, *aliases)]
-            close = difflib.get_close_matches(str(token), names, n=3)
-            if close and not str(token).startswith("-"):
-                return ParseError(f"{exc}\ndid you mean: {', '.join(close)}?", ctx)
-        return exc
+            token = str(ast.literal_eval(found.group(1)))
+            if token.startswith("-") and name:
+                close = difflib.get_close_matches(token, flags, n=3)
+                message = f"{name} has no flag {token}"
+            elif token.startswith("-"):
+                message = f"no flag {token} (`{self.binary} --help` lists the core flags)"
+            else:
+                names = [n for p, al in self.collection.task_names.items() for n in (p, *al)]
+                close = difflib.get_close_matches(token, names, n=3)
+                message = f"no task {token!r} (`{self.binary} --list` lists them)"
+                where = ""
+        elif needs and name:
+            flag = "--" + needs.group(1).strip("_").replace("_", "-")
+            message = f"{name}: {flag} needs a value"
+        if code == 1:
+            message = f"bad input to {name} (exit 1: its exit 2 means changes pending): {message}"
+        hints = [f"did you mean {' or '.join(close)}?"] if close else []
+        hints += [where] if where else []
+        text = f"error: {message}" + (f"\n  hint: {' '.join(hints)}" if hints else "")
+        return Exit(text, code=code)
 
     def print_version(self) -> None:
         # Looked up only when asked: importlib.metadata costs ~20 ms on every start otherwise.

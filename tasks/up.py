@@ -29,12 +29,18 @@ def up(run, from_="l0", to="cluster", dry_run=False, profile=None, plan=None, re
     from tasks.runtime.errors import ConfigError
     from tasks.upchain import build_plan, record_chain, resume_stages, saved_plan_stages, select
 
-    if plan and resume:
+    if plan is not None and not str(plan).strip():
+        # `inv up --plan "$PLAN"` with PLAN unset must not become a whole, unchecked `inv up`.
+        raise ConfigError(
+            "--plan: no file given (an empty value)",
+            hint="inv up --plan FILE, with FILE made by `inv plan --out FILE`",
+        )
+    if plan is not None and resume:
         raise ConfigError("--plan and --resume: give one of them")
-    if (plan or resume) and (from_, to) != ("l0", "cluster"):
-        flag = "--plan" if plan else "--resume"
+    if (plan is not None or resume) and (from_, to) != ("l0", "cluster"):
+        flag = "--plan" if plan is not None else "--resume"
         raise ConfigError(f"{flag} chooses the stages itself: leave out --from/--to")
-    if plan:
+    if plan is not None:
         chosen = saved_plan_stages(run, str(plan))
         chain = list(chosen)
         if not chosen:

@@ -407,8 +407,8 @@ def saved_plan_stages(run: Run, raw: str) -> tuple[Stage, ...]:
 
     _path, data = load_saved(raw)
     age = check_age(run, raw, data)
-    errors = int((data.get("summary") or {}).get("errors") or 0)
-    if errors:
+    errors = (data.get("summary") or {}).get("errors") or 0
+    if not isinstance(errors, int) or errors:
         raise RefusedError(
             f"the saved plan {raw} has {errors} item(s) in error: a plan that could not read "
             "everything cannot be applied",
@@ -432,6 +432,13 @@ def saved_plan_stages(run: Run, raw: str) -> tuple[Stage, ...]:
     finally:
         run.dry_run = run.effects.dry_run = was_dry
     check_saved(run, raw, data, plans)
+    broken = sum(p.errors for p in plans)
+    if broken:  # the summary said none (edited by hand?), but what was re-read has errors
+        raise RefusedError(
+            f"the saved plan {raw} reads {broken} item(s) in error now: a plan that cannot read "
+            "everything cannot be applied",
+            hint="fix the errors (`inv plan` lists them), then make a new plan: inv plan --out FILE",
+        )
     names = pending_stages(plans)
     run.extra["saved_plan"] = {"file": raw, "created": data.get("created"), "stages": names}
     _tell(

@@ -78,11 +78,20 @@ def test_bare_inv_lists_the_tasks_with_a_hint(sample_repo: Path) -> None:
     assert result.stdout.rstrip().endswith("run 'inv TASK --help' for a task's flags")
 
 
-def test_a_misspelt_task_gets_the_nearest_names(sample_repo: Path) -> None:
+def test_a_misspelt_task_or_flag_is_bad_input_with_the_nearest_names(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "l0.runaway")
-    assert result.returncode == 1, str(result)
-    assert "No idea what 'l0.runaway' is!" in result.stderr
-    assert "did you mean: l0.runway?" in result.stderr
+    assert result.returncode == 2, str(result)
+    assert "error: no task 'l0.runaway'" in result.stderr
+    assert "did you mean l0.runway?" in result.stderr
+    flag = run_inv(sample_repo, "clean", "--al")
+    assert flag.returncode == 2, str(flag)
+    assert "error: clean has no flag --al" in flag.stderr and "did you mean --all?" in flag.stderr
+    value = run_inv(sample_repo, "up", "--from")
+    assert value.returncode == 2 and "error: up: --from needs a value" in value.stderr, value
+    # `inv plan`'s 2 means "changes pending": its bad input is 1, said so.
+    plan = run_inv(sample_repo, "plan", "--dry-run")
+    assert plan.returncode == 1 and "bad input to plan" in plan.stderr, str(plan)
+    assert "Traceback" not in result.output + flag.output + value.output + plan.output
 
 
 def test_a_missing_positional_is_the_projects_error(sample_repo: Path) -> None:

@@ -143,6 +143,37 @@ def test_bad_saved_plans_and_flag_mixes_are_exit_2(lab) -> None:
     ranged = inv(lab, "up", "--plan", "junk.json", "--to", "l2")
     assert ranged.returncode == 2 and "leave out --from/--to" in ranged.stderr, ranged
     assert "Traceback" not in junk.output + missing.output + both.output + ranged.output
+    # `inv up --plan "$PLAN"` with PLAN unset: refused, never a whole unchecked `inv up`.
+    empty = inv(lab, "up", "--plan", "")
+    assert empty.returncode == 2 and "--plan: no file given" in empty.stderr, empty
+    assert up_traces(repo)[-1]["steps"] == [], "no stage ran"
+    assert inv(lab, "plan", "--layer", "l2", "--out", "ok.json").returncode == 2
+    good = json.loads((repo / "ok.json").read_text())
+    for key, value in (("created_epoch", float("nan")), ("layers", "l2"), ("summary", [])):
+        (repo / "edited.json").write_text(json.dumps({**good, key: value}))
+        edited = inv(lab, "up", "--plan", "edited.json")
+        assert edited.returncode == 2, edited
+        assert f"not a saved plan: {key} missing or malformed" in edited.stderr, edited
+
+
+def test_a_bad_out_is_said_before_the_reads_and_never_inside_the_declarations(lab) -> None:
+    repo, pve = lab
+    (repo / ".work").mkdir(exist_ok=True)
+    cases = {
+        "": "--out: no file given",
+        ".work": "is a folder",
+        "nowhere/plan.json": "does not exist",
+        "inventory/plan.json": "inside inventory/",
+    }
+    before = len(pve.served.pve.requests)
+    for out, said in cases.items():
+        result = inv(lab, "plan", "--layer", "l2", "--out", out)
+        assert result.returncode == 1, result
+        assert "bad input to plan" in result.stderr and said in result.stderr, result
+    assert len(pve.served.pve.requests) == before, (
+        "nothing was read for a plan that cannot be saved"
+    )
+    assert not (repo / "inventory" / "plan.json").exists()
 
 
 def test_the_declarations_digest_skips_what_runs_write_and_never_hashes_a_secret(

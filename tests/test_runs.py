@@ -124,6 +124,57 @@ def test_every_run_keeps_only_the_last_runs(sample_repo: Path) -> None:
     assert len(traces) == 2, traces
 
 
+def test_a_plan_keeps_only_the_last_runs_but_the_newest_up_stays(sample_repo: Path) -> None:
+    """`inv plan` (a dry run of the seam, not of the operator's choosing) applies retention too,
+    and retention never takes the newest real `inv up`, which `inv up --resume` reads."""
+    folder = sample_repo / ".work" / "traces"
+    folder.mkdir(parents=True)
+    up = folder / "up-20260101T100000Z-7.json"
+    up.write_text(
+        json.dumps(
+            {
+                "run": "20260101T100000Z-7",
+                "task": "up",
+                "started": "2026-01-01T10:00:00Z",
+                "outcome": "failed",
+                "exit_code": 4,
+            }
+        )
+    )
+    for n in range(1, 5):
+        _fake_trace(folder, n)
+    for _ in range(3):
+        planned = run_inv(sample_repo, "plan", "--layer", "l1", env=_env(RUNS_KEEP="2"))
+        assert planned.returncode in (1, 2), planned  # L1 without Proxmox: an error row
+    left = sorted(p.name for p in folder.glob("*.json"))
+    assert len(left) == 3 and up.name in left, left
+
+
+def test_traces_cut_short_or_edited_by_hand_are_listed_as_unreadable(sample_repo: Path) -> None:
+    folder = sample_repo / ".work" / "traces"
+    folder.mkdir(parents=True)
+    _fake_trace(folder, 1)
+    (folder / "l2-apply-20260102T100000Z-9.json").write_text('{"run": "20260102T1')
+    (folder / "l2-apply-20260103T100000Z-8.json").write_text('{"steps": "x"}')
+    (folder / "up-20260104T100000Z-6.running.json").write_text("[1, 2]")
+    listed = run_inv(sample_repo, "runs", env=_env())
+    assert listed.returncode == 0 and "unreadable trace" in listed.stdout, listed
+    runs = json.loads(run_inv(sample_repo, "runs", "--json", env=_env()).stdout)
+    by_id = {r["id"]: r for r in runs}
+    assert by_id["20260102T100000Z-9"]["outcome"] == "unreadable", runs
+    assert by_id["20260103T100000Z-8"]["problem"] == "'steps' is a str", runs
+    assert by_id["20260101T100000Z-101"]["outcome"] == "ok", runs
+    shown = run_inv(sample_repo, "runs.show", "20260103T100000Z-8", env=_env())
+    assert shown.returncode == 2 and "cannot be read" in shown.stderr, shown
+    resume = run_inv(sample_repo, "up", "--resume", env=_env())
+    assert resume.returncode == 3, resume
+    assert "up-20260104T100000Z-6.running.json" not in resume.stderr  # a journal: not an `up` run
+    (folder / "up-20260105T100000Z-5.json").write_text('{"task": "up", "steps": [')
+    resume = run_inv(sample_repo, "up", "--resume", env=_env())
+    assert resume.returncode == 3 and "up-20260105T100000Z-5.json, cannot be read" in resume.stderr
+    assert "Traceback" not in listed.output + shown.output + resume.output
+
+
 def test_a_secret_on_the_command_line_of_a_task_without_env_is_masked_in_its_trace(
     sample_repo: Path,
 ) -> None:

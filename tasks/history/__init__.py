@@ -152,9 +152,15 @@ def show(run, id, json=False):
     """Show one run: its command, outcome, each step and effect on a timeline."""
     from tasks.history.store import find_run
     from tasks.runtime.console import say, wrap
+    from tasks.runtime.errors import ConfigError
 
     _learn_secrets(run)
     entry = find_run(run.project.work, id)
+    if entry.problem:
+        raise ConfigError(
+            f"run {entry.id}: its trace {entry.path} cannot be read ({entry.problem})",
+            hint="a trace cut short or edited by hand; remove the file when you no longer need it",
+        )
     data = entry.data
     rows = timeline_rows(data)
     if json:

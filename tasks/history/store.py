@@ -19,14 +19,57 @@ from tasks.runtime.errors import ConfigError
 DEFAULT_KEEP = 50
 
 
+# The fields the history reads, and what each must be (a trace edited by hand, or cut short by a
+# full disk, is listed as unreadable instead of breaking `inv runs` and `inv up --resume`).
+NONE = type(None)
+_TEXT, _NUMBER, _LIST, _MAP = (str, NONE), (int, float, NONE), (list, NONE), (dict, NONE)
+_FIELDS: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("run", "task", "started", "ended", "outcome", "operator", "host"), _TEXT),
+    **dict.fromkeys(("seconds", "exit_code"), _NUMBER),
+    **dict.fromkeys(("argv", "steps", "effects", "up_chain"), _LIST),
+    "up_steps": _MAP,
+}
+_ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("started", "outcome", "kind", "target"), _TEXT),
+    "id": (str, int, NONE),
+    "seconds": _NUMBER,
+}
+
+
+def _wrong(value: Any, types: tuple[type, ...]) -> bool:
+    return isinstance(value, bool) or not isinstance(value, types)
+
+
+def shape_problem(data: Any) -> str | None:
+    """Why a parsed trace cannot be read as one (None: it can)."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    for key, types in _FIELDS.items():
+        if key in data and _wrong(data[key], types):
+            return f"{key!r} is a {type(data[key]).__name__}"
+    for key in ("steps", "effects"):
+        for entry in data.get(key) or []:
+            if not isinstance(entry, dict):
+                return f"{key!r} holds a {type(entry).__name__}"
+            for field, types in _ENTRY_FIELDS.items():
+                if field in entry and _wrong(entry[field], types):
+                    return f"a {key[:-1]}'s {field!r} is a {type(entry[field]).__name__}"
+    if not all(isinstance(v, str) for v in (data.get("up_steps") or {}).values()):
+        return "'up_steps' maps to something other than step ids"
+    if not all(isinstance(v, str) for v in data.get("up_chain") or []):
+        return "'up_chain' holds something other than stage names"
+    return None
+
+
 @dataclass
 class RunEntry:
     path: Path
     data: dict[str, Any]
+    problem: str | None = None  # why the trace could not be read (then `data` is empty)
 
     @property
     def id(self) -> str:
-        return str(self.data.get("run") or self.path.stem)
+        return str(self.data.get("run") or _id_of(self.path))
 
     @property
     def running(self) -> bool:
@@ -34,10 +77,25 @@ class RunEntry:
 
     @property
     def started(self) -> str:
+        if self.problem:  # the file's own time: it still sorts where it belongs
+            try:
+                return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.path.stat().st_mtime))
+            except OSError:
+                return ""
         return str(self.data.get("started") or "")
 
     @property
+    def task(self) -> str | None:
+        """The task that ran (from the trace; for an unreadable one, from its file name)."""
+        if self.problem:
+            stem = self.path.name.removesuffix(".json").removesuffix(".running")
+            return stem.removesuffix("-" + _id_of(self.path)).replace("-", ".") or None
+        return self.data.get("task")
+
+    @property
     def outcome(self) -> str:
+        if self.problem:
+            return f"unreadable trace ({self.problem})"
         if self.running:
             return "running"
         outcome = str(self.data.get("outcome") or "?")
@@ -49,7 +107,7 @@ class RunEntry:
     @property
     def command(self) -> str:
         argv = [str(a) for a in self.data.get("argv") or []][1:]  # masked when written
-        return " ".join(argv) or str(self.data.get("task") or "?")
+        return " ".join(argv) or str(self.task or "?")
 
     @property
     def failed_step(self) -> str | None:
@@ -77,12 +135,13 @@ class RunEntry:
     def summary(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "task": self.data.get("task"),
+            "task": self.task,
             "command": self.command,
             "started": self.started,
             "ended": self.data.get("ended"),
             "seconds": self.data.get("seconds"),
-            "outcome": self.data.get("outcome"),
+            "outcome": "unreadable" if self.problem else self.data.get("outcome"),
+            "problem": self.problem,
             "exit_code": self.data.get("exit_code"),
             "dry_run": self.data.get("dry_run"),
             "failed_step": self.failed_step,
@@ -97,7 +156,8 @@ def traces_dir(work: Path) -> Path:
 
 
 def load_runs(work: Path) -> list[RunEntry]:
-    """Every readable trace, newest first (an unreadable file is skipped, never fatal)."""
+    """Every trace, newest first; one that cannot be read (cut short, edited by hand) is an entry
+    with its `problem`, never fatal."""
     folder = traces_dir(work)
     if not folder.is_dir():
         return []
@@ -105,12 +165,22 @@ def load_runs(work: Path) -> list[RunEntry]:
     for path in folder.glob("*.json"):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except FileNotFoundError:  # removed meanwhile (retention of another run)
             continue
-        if isinstance(data, dict):
-            found.append(RunEntry(path, data))
+        except (OSError, ValueError) as exc:
+            found.append(RunEntry(path, {}, f"{type(exc).__name__}: {exc}"[:80]))
+            continue
+        problem = shape_problem(data)
+        found.append(RunEntry(path, {}, problem) if problem else RunEntry(path, data))
     found.sort(key=lambda e: (e.started, e.path.stat().st_mtime, e.id), reverse=True)
     return found
+
+
+def _id_of(path: Path) -> str:
+    """A trace file's run id: the name without the task prefix and `.running`/`.json`."""
+    stem = path.name.removesuffix(".json").removesuffix(".running")
+    parts = stem.split("-")
+    return "-".join(parts[-2:]) if len(parts) >= 3 else stem
 
 
 def find_run(work: Path, wanted: str) -> RunEntry:
@@ -153,6 +223,8 @@ def to_epoch(stamp: str | None) -> float | None:
 
 
 def beyond_retention(work: Path, keep: int) -> list[Path]:
-    """The finished traces older than the newest `keep` runs (a run in progress is never one)."""
+    """The finished traces older than the newest `keep` runs (a run in progress is never one),
+    except the newest real `inv up`: `inv up --resume` reads it, however many runs came since."""
     finished = [r for r in load_runs(work) if not r.running]
-    return [r.path for r in finished[keep:]]
+    last_up = next((r for r in finished if r.task == "up" and not r.data.get("dry_run")), None)
+    return [r.path for r in finished[keep:] if r is not last_up]

@@ -65,6 +65,7 @@ def read_layers(run, layers: list[str], *, deep: bool = False):
 
 @task(
     traced=True,
+    bad_input_exit=1,
     iterable=["layer"],
     help={
         "layer": "only this layer (l0, l1, l2, l3, l4, host, gitops); repeat it or give a comma list",
@@ -110,15 +111,14 @@ def _plan(run, layer, json, quiet, deep, out) -> None:
         from tasks.runtime.seam.http import check_credential_url
 
         check_credential_url(notify_url, "NOTIFY_URL")
+    if out is not None:
+        from tasks.plan.saved import check_out_path
+
+        check_out_path(run.project, out)  # a bad --out is said before minutes of reads
     run.dry_run = run.effects.dry_run = True  # a plan is the seam's reads, every mutation withheld
     plans = read_layers(run, layers, deep=deep)
     result = summary(plans)
     run.extra["plan"] = result
-    saved = None
-    if out:
-        from tasks.plan.saved import write_saved
-
-        saved = write_saved(run, out, plans, deep=deep, was_dry=was_dry)
     if json:
         say(as_json(plans))
     elif quiet:
@@ -131,14 +131,20 @@ def _plan(run, layer, json, quiet, deep, out) -> None:
             f"plan: {result['changes']} change(s) pending, {result['errors']} error(s) "
             f"across {len(plans)} layer(s); nothing was changed"
         )
-    if saved is not None:
+    notify(run, plans, was_dry)  # before the file: a failed write still leaves the report sent
+    if out is not None:
         # On stderr: stdout stays the plan (JSON with --json, drift lines with --quiet).
+        from tasks.plan.saved import write_saved
         from tasks.runtime.console import progress, wrap
 
-        note = f"plan saved to {saved}: apply it with `inv up --plan {out}` (within PLAN_MAX_AGE)"
+        saved = write_saved(run, out, plans, deep=deep, was_dry=was_dry)
+        note = (
+            f"plan saved to {saved}: apply it with `inv up --plan {out}` (within PLAN_MAX_AGE)"
+            if saved is not None
+            else f"dry run: the plan was not saved to {out}"
+        )
         for line in wrap(note, indent="  "):
             progress(line)
-    notify(run, plans, was_dry)
     if result["errors"]:
         raise HomelabError(
             f"plan: {result['errors']} item(s) could not be read or are broken",

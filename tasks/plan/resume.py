@@ -54,9 +54,16 @@ def last_up(run: Run) -> Resumable:
     ups = [
         e
         for e in load_runs(run.project.work)
-        if e.data.get("task") == "up" and not e.running and not e.data.get("dry_run")
+        if e.task == "up" and not e.running and not e.data.get("dry_run")
     ]
-    entry = next((e for e in ups if _ran_stages(e)), None)
+    entry = next((e for e in ups if e.problem or _ran_stages(e)), None)
+    if entry is not None and entry.problem:
+        # A newer `up` whose trace cannot be read: resuming an older one would run the wrong stages.
+        raise RefusedError(
+            f"the newest `inv up` trace, {entry.path.name}, cannot be read ({entry.problem}): "
+            "which stage it stopped at is unknown",
+            hint=f"remove {entry.path} to resume the `inv up` before it, or run `inv up`",
+        )
     if entry is None:
         raise RefusedError(
             "no `inv up` to resume: the run history (.work/traces/) holds none that ran its stages",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -264,17 +265,50 @@ def resolve_path(raw: str) -> Path:
     return path if path.is_absolute() else Path.cwd() / path
 
 
+def check_out_path(project: Project, raw: str) -> Path:
+    """`--out FILE` checked before anything is read: a file that can be written, and not among
+    the declarations the plan records (it would change them, and never apply)."""
+    import os
+
+    hint = "e.g. --out .work/plan.json (any writable path outside layers/ and inventory/)"
+    if not str(raw).strip():
+        raise ConfigError("--out: no file given (an empty value)", hint=hint)
+    path = resolve_path(raw)
+    if path.is_dir():
+        raise ConfigError(f"--out {raw}: is a folder; name a file in it", hint=hint)
+    if not path.parent.is_dir():
+        raise ConfigError(f"--out {raw}: the folder {path.parent} does not exist", hint=hint)
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"--out {raw}: not writable by this user", hint=hint)
+    try:
+        rel = path.resolve().relative_to(project.root.resolve()).as_posix()
+    except ValueError:
+        return path
+    if rel.split("/", 1)[0] in DECLARED:
+        raise ConfigError(
+            f"--out {raw}: inside {rel.split('/', 1)[0]}/, whose files the plan records as "
+            "declarations: the saved plan would change them and never apply",
+            hint=hint,
+        )
+    return path
+
+
 def write_saved(
     run: Run, raw: str, plans: list[LayerPlan], *, deep: bool, was_dry: bool
 ) -> Path | None:
     """Write the saved plan (0600). Inside .work/ it is generated state; elsewhere an effect,
     a real write unless the operator asked for a dry run (`inv --dry plan --out F` writes nothing)."""
-    path = resolve_path(raw)
+    path = check_out_path(run.project, raw)
     text = json.dumps(build_saved(run, plans, deep=deep), indent=2) + "\n"
     effects = run.effects
     effects.dry_run = was_dry  # the reads were a dry run; the file is the plan's one write
     try:
         written = effects.write_file(path, text, mode=0o600, what="the saved plan")
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {raw}: cannot write it ({exc.strerror or exc})",
+            hint="name a writable file, e.g. --out .work/plan.json",
+        ) from None
     finally:
         effects.dry_run = True
     return path if written else None
@@ -293,16 +327,28 @@ def load_saved(raw: str) -> tuple[Path, dict[str, Any]]:
             f"--plan {raw}: not a saved plan ({type(exc).__name__}: {exc})",
             hint="make one: inv plan --out FILE",
         ) from None
-    needed = ("created_epoch", "layers", "facts", "declarations", "summary")
-    if (
-        not isinstance(data, dict)
-        or data.get("format") != FORMAT
-        or any(k not in data for k in needed)
-    ):
-        raise ConfigError(
-            f"--plan {raw}: not a saved plan of this runner (format {FORMAT})",
-            hint="make one: inv plan --out FILE",
-        )
+    shapes: dict[str, type | tuple[type, ...]] = {
+        "created_epoch": (int, float),
+        "layers": list,
+        "facts": dict,
+        "declarations": dict,
+        "summary": dict,
+    }
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        problem = f"not a saved plan of this runner (format {FORMAT})"
+    else:
+        wrong = [
+            k
+            for k, kind in shapes.items()
+            if isinstance(data.get(k), bool) or not isinstance(data.get(k), kind)
+        ]
+        if not wrong and not all(isinstance(n, str) for n in data["layers"]):
+            wrong = ["layers"]
+        if not wrong and not math.isfinite(data["created_epoch"]):
+            wrong = ["created_epoch"]
+        problem = f"not a saved plan: {', '.join(wrong)} missing or malformed" if wrong else ""
+    if problem:
+        raise ConfigError(f"--plan {raw}: {problem}", hint="make one: inv plan --out FILE")
     return path, data
 
 
@@ -337,7 +383,7 @@ def check_age(run: Run, raw: str, data: dict[str, Any]) -> float:
         )
     if age > limit:
         raise RefusedError(
-            f"the saved plan {raw} is {age_text(age)} old (made {data.get('created')}), older than "
+            f"the saved plan {raw} is {age_text(age)} old (made {_stamp(float(data['created_epoch']))}), older than "
             f"PLAN_MAX_AGE={age_text(limit)} ({where})",
             hint="make a new plan (inv plan --out FILE), or raise PLAN_MAX_AGE",
         )

@@ -43,6 +43,7 @@ class RunnerTask(Task):
         optional_positional: tuple[str, ...] | list[str] = (),
         choices: dict[str, Callable[[], list[str]]] | None = None,
         area: str | Callable[[dict[str, Any]], str] | None = None,
+        bad_input_exit: int = 2,
         **kwargs: Any,
     ) -> None:
         if optional_positional:
@@ -55,6 +56,9 @@ class RunnerTask(Task):
         self.area = area  # the lock a real (not dry) run holds from its first read to its end
         self.doppler = doppler
         self.check_settings = check_settings
+        # The exit code of bad input (an unknown flag...): 2, but 1 for `inv plan`, whose 2 is
+        # "changes pending" (Terraform's -detailed-exitcode).
+        self.bad_input_exit = bad_input_exit
         # The code object, not inspect.signature: this runs for every task at `inv --list`.
         code = body.__code__
         self.takes_dry_run = "dry_run" in code.co_varnames[: code.co_argcount]

@@ -86,7 +86,7 @@ class HomelabExecutor(Executor):
             if area and not dry:
                 self.run.lock(area)
             return self.run
-        if dry != self.run.dry_run:
+        if dry != self.run.asked_dry_run:
             raise ConfigError(
                 f"{name}: one run is either a dry run or not; give --dry-run to every task or none"
             )

@@ -119,6 +119,9 @@ class Run:
         self.tasks = [task]
         self.argv = list(sys.argv if argv is None else argv)
         self.dry_run = dry_run
+        # What the operator asked for: `inv plan` turns the seam's dry run on for its reads, but
+        # history retention (and anything else the operator's own choice decides) follows this.
+        self.asked_dry_run = dry_run
         self.selection = selection or EnvSelection()
         self.check_settings = check_settings
         self.traced = traced
@@ -263,7 +266,7 @@ class Run:
             path = None
             if self.traced or self.steps or self.effects.records or outcome != "ok":
                 path = self.write_trace(outcome, exit_code=exit_code, error=error)
-                if not self.dry_run:  # a dry run removes nothing, history included
+                if not self.asked_dry_run:  # a dry run removes nothing, history included
                     self._keep_history()
             self._trace_path(running=True).unlink(missing_ok=True)
             complete_crashed_traces(self.project.work / "traces")
@@ -383,16 +386,18 @@ def complete_crashed_traces(folder: Path) -> list[Path]:
     for journal in journals:
         try:
             data = json.loads(journal.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if pid_alive(int(data.get("pid") or 0)):
+            pid = int(data.get("pid") or 0)
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue  # not a journal this runner wrote: `inv runs` lists it as unreadable
+        if pid_alive(pid):
             continue
         data["outcome"] = "killed"
         data["exit_code"] = 137
         data["error"] = "the run was killed before it could finish; completed by a later run"
         data["ended"] = _iso(journal.stat().st_mtime)
-        for step in data.get("steps") or []:
-            if step.get("outcome") == "running":
+        steps = data.get("steps")
+        for step in steps if isinstance(steps, list) else []:
+            if isinstance(step, dict) and step.get("outcome") == "running":
                 step["outcome"] = "interrupted"
         final = journal.with_name(journal.name.replace(".running.json", ".json"))
         atomic_write_json(final, data, mode=0o600)
