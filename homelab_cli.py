@@ -48,6 +48,7 @@ from invoke import Exit, ParseError, Program  # noqa: E402
 
 OMITTED = "\x00omitted\x00"  # stands in for a left-out optional positional during a re-parse
 HELP = ("-h", "--help")
+FLAG_LIKE = re.compile(r"^(--[A-Za-z][\w-]*(=.*)?|-[A-Za-z])$")
 MISSING = "did not receive required positional arguments"
 UNKNOWN = re.compile(r"No idea what (.+) is!$")
 NEEDS_VALUE = re.compile(r"Flag <Argument: (\S+?)[ >].*needed value")
@@ -222,6 +223,13 @@ class HomelabProgram(Program):
                 self._parse_filling(argv, 0)
         except ParseError as exc:
             raise self._friendly(exc) from None
+        except ValueError as exc:  # Invoke casting a flag's value to its default's type (int)
+            kind = "a whole number" if "int()" in str(exc) else "a value of another type"
+            raise Exit(
+                f"error: a flag got {str(exc).rpartition(': ')[2]}, but it takes {kind} ({exc})"
+                f"\n  hint: `{self.binary} TASK --help` shows each flag",
+                code=2,
+            ) from None
         finally:
             self.core.unparsed = argv
         for ctx in self.tasks:
@@ -230,6 +238,10 @@ class HomelabProgram(Program):
                     arg.set_value(None, cast=False)  # the task gets None (its default)
                 elif arg.raw_value in HELP:  # Invoke feeds a missing positional `-h`/`--help`
                     self.args.help.value = ctx.name
+                elif isinstance(arg.raw_value, str) and FLAG_LIKE.match(arg.raw_value):
+                    # Invoke hands a positional the next token, even `--yes`: a misspelt flag
+                    # must not become a Kustomization or mode name.
+                    raise self._friendly(ParseError(f"No idea what {arg.raw_value!r} is!", ctx))
 
     def _parse_filling(self, argv: list[str], omitted: int) -> None:
         """Parse argv; on a left-out optional positional, re-parse with OMITTED in its place."""

@@ -63,7 +63,9 @@ def stages() -> tuple[Stage, ...]:
 
 
 def select(first: str, last: str) -> tuple[Stage, ...]:
-    """The stages from `first` to `last`, both included."""
+    """The stages from `first` to `last`, both included (`L2` as `l2`: the README's tables say
+    L0-L4)."""
+    first, last = str(first).strip().lower(), str(last).strip().lower()
     for flag, value in (("--from", first), ("--to", last)):
         if value not in ORDER:
             raise ConfigError(f"{flag} {value!r}: expected one of {', '.join(ORDER)}")

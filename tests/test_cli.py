@@ -88,10 +88,17 @@ def test_a_misspelt_task_or_flag_is_bad_input_with_the_nearest_names(sample_repo
     assert "error: clean has no flag --al" in flag.stderr and "did you mean --all?" in flag.stderr
     value = run_inv(sample_repo, "up", "--from")
     assert value.returncode == 2 and "error: up: --from needs a value" in value.stderr, value
+    # Invoke hands a left-out positional the next token: a flag-like one is a misspelt flag.
+    swallowed = run_inv(sample_repo, "app.mode", "--yes", "--dry-run")
+    assert swallowed.returncode == 2, str(swallowed)
+    assert "error: app.mode has no flag --yes" in swallowed.stderr, str(swallowed)
+    typed = run_inv(sample_repo, "l1.adopt", "debian12-k3s", "--vmid", "abc", "--dry-run")
+    assert typed.returncode == 2 and "takes a whole number" in typed.stderr, str(typed)
     # `inv plan`'s 2 means "changes pending": its bad input is 1, said so.
     plan = run_inv(sample_repo, "plan", "--dry-run")
     assert plan.returncode == 1 and "bad input to plan" in plan.stderr, str(plan)
-    assert "Traceback" not in result.output + flag.output + value.output + plan.output
+    everything = result.output + flag.output + value.output + plan.output + typed.output
+    assert "Traceback" not in everything + swallowed.output
 
 
 def test_a_missing_positional_is_the_projects_error(sample_repo: Path) -> None:
