@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,6 +191,23 @@ def test_silent_host_times_out(sample_repo: Path, lab: SshLab) -> None:
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.split()}
     assert rows["hung"][1] == "unreachable" and rows["web1"][1] == "ok"
     assert "no SSH answer within 1s" in result.stdout
+
+
+def test_l3_converge_waits_as_long_as_l3_wait_says(sample_repo: Path, lab: SshLab) -> None:
+    """The task's --wait defaults to L3_WAIT (as `inv up`'s L3 stage), and it says it waits."""
+    import socket
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens: refused at once, retried until L3_WAIT is over
+    _with_listener(sample_repo, lab, "gone", port)
+    result = run_inv(sample_repo, "l3.converge", "gone", "--check", env=base_env(L3_WAIT="3s"))
+    assert result.returncode == 4, str(result)
+    waits = [ln for ln in result.stderr.splitlines() if ln.startswith("waiting for SSH")]
+    assert waits, str(result)
+    more = re.search(r"\(up to (\d+)s more\)", waits[0])
+    assert more and int(more.group(1)) <= 3, str(result)  # L3_WAIT, not the default 120s
 
 
 def test_a_port_that_drops_the_connection_is_not_called_a_timeout(

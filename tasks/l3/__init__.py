@@ -40,7 +40,7 @@ def converge(
         tags=tags,
         limit=limit,
         check=check,
-        wait=flag_seconds("--wait", wait, 120),
+        wait=flag_seconds("--wait", wait, run.settings.seconds("L3_WAIT", 120)),
         parallel=parse_parallel(parallel, 10),
     )
 
@@ -83,12 +83,13 @@ def exec_(
     help={
         "group": HOSTS_HELP,
         "apply": "really reboot (without it: a dry run listing what would happen)",
+        "dry_run": "list what would happen and change nothing, even with --apply",
         "yes": "do not ask for confirmation (needed without a terminal)",
         "limit": "narrow the group further",
         "timeout": "how long each host may take to come back (default 600s; 10m...)",
     },
 )
-def reboot(run, group, apply=False, yes=False, limit=None, timeout=None):
+def reboot(run, group, apply=False, dry_run=False, yes=False, limit=None, timeout=None):
     """Reboot GROUP one host at a time, waiting for each; a dry run unless --apply."""
     from tasks.l3.adhoc import rolling_reboot
     from tasks.runtime.settings import flag_seconds

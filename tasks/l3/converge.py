@@ -19,7 +19,8 @@ CONVERGE_HELP = {
     "tags": "only run playbook tasks with these Ansible tags (comma-separated)",
     "limit": "narrow the group further (hosts or groups, comma-separated)",
     "check": "report what would change (Ansible check and diff mode) and stop; change nothing",
-    "wait": "how long to wait for SSH and cloud-init before giving up on a host (default 120s)",
+    "wait": "how long to wait for SSH and cloud-init before giving up on a host "
+    "(default L3_WAIT or L4_WAIT, else 120s)",
     "parallel": "hosts worked on at once (default 10)",
     "dry_run": "read only (SSH, then Ansible's check mode) and print the plan; change nothing",
 }
@@ -55,6 +56,7 @@ def wait_ready(
         if run.memo.get(("ssh-ready", t.name, t.where))
     }
     pending = [t for t in targets if t.name not in outcomes]
+    said_at = -30.0
     while pending:
         for outcome in run_everywhere(
             run.effects,
@@ -69,6 +71,15 @@ def wait_ready(
         pending = [t for t in pending if outcomes[t.name].status == "unreachable"]
         if not pending or time.monotonic() + poll > deadline:
             break
+        now = time.monotonic()
+        if now >= said_at + 30:  # a new VM takes a while: say so, then every 30 s
+            from tasks.runtime.console import progress
+
+            names = ", ".join(t.name for t in pending)
+            progress(
+                f"waiting for SSH and cloud-init on {names} (up to {deadline - now:.0f}s more)"
+            )
+            said_at = now
         time.sleep(poll)
     for target in targets:
         if outcomes[target.name].ok:

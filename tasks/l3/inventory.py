@@ -89,7 +89,12 @@ class Inventory:
                 )
             names += [n for n in found if n not in names]
         if not names:
-            raise ConfigError(f"{what} {pattern!r} matches no host")
+            raise ConfigError(
+                f"{what} {pattern!r} matches no host yet (an empty group: L2's VMs join their "
+                "groups once they exist)",
+                hint="`inv l2.apply` makes the VMs (`inv l2.plan` shows them); `inv l3.hosts` "
+                "lists every host and group",
+            )
         return names
 
     def group_chain(self, host: HostSpec) -> list[str]:

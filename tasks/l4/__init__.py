@@ -44,6 +44,6 @@ def converge(
         tags=tags,
         limit=limit,
         check=check,
-        wait=flag_seconds("--wait", wait, 120),
+        wait=flag_seconds("--wait", wait, run.settings.seconds("L4_WAIT", 120)),
         parallel=parse_parallel(parallel, 10),
     )

@@ -290,10 +290,10 @@ def _run_batch(
     if len(results) == 1 and isinstance(bad[0][1].error, HomelabError):
         return bad[0][1].error
     names = ", ".join(f"{a.item or a.id} ({o.status})" for a, o in bad)
+    rest = "; the others went ahead" if len(bad) < len(results) else ""
     return ExternalError(
-        f"{plan.title}: {len(bad)} of {len(results)} {plan.unit}(s) failed: {names}; "
-        "the others went ahead",
-        hint="fix the causes above and run it again: it picks up where it stopped",
+        f"{plan.title}: {len(bad)} of {len(results)} {plan.unit}(s) failed: {names}{rest}",
+        hint="fix the causes above, then run it again",
     )
 
 
