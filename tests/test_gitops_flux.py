@@ -119,6 +119,17 @@ def test_diff_area(sample_repo: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "kube-state.json").read_text())  # state untouched but readable
 
 
+def test_no_kubeconfig_is_said_before_kubectl_runs(sample_repo: Path, tmp_path: Path) -> None:
+    """Without one, kubectl would try localhost:8080 and print its own connection errors."""
+    env = kube_env(tmp_path)
+    env["KUBECONFIG"] = str(tmp_path / "nowhere" / "kubeconfig")
+    for argv in (["flux.status"], ["flux.diff", "tenants"]):
+        result = run_inv(sample_repo, *argv, env=env)
+        assert result.returncode == 2, str(result)
+        assert "error: no kubeconfig" in result.stderr and "inv host.apply" in result.stderr
+    assert commands(tmp_path) == []
+
+
 def test_diff_exit_1_without_a_diff_is_a_failure(sample_repo: Path, tmp_path: Path) -> None:
     """flux exits 1 for errors outside the diff too (no `►` line): not "differences above"."""
     env = kube_env(tmp_path, {"diff": {"tenants": "✗ unknown flag: --kustomization-file"}})

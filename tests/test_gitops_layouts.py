@@ -444,3 +444,13 @@ def test_runtime_inputs_only_where_the_tree_wants_them(sample_repo: Path, tmp_pa
         sample_repo, "cluster.apply", "--dry-run", env=kube_env(tmp_path, FEAT_RUNTIME_INPUTS="0")
     )
     assert "[skip] sync_runtime_inputs (apply; gated off: FEAT_RUNTIME_INPUTS=0)" in gated.stdout
+
+
+def test_a_misspelt_cluster_beside_other_clusters_is_bad_input(sample_repo: Path) -> None:
+    """clusters/ holds `home` only: `cluster: hom` is a typo, not a name for a kubeconfig."""
+    runner = sample_repo / "inventory" / "runner.yaml"
+    runner.write_text(runner.read_text().replace("cluster: home ", "cluster: hom "))
+    result = run_inv(sample_repo, "gitops.layout")
+    assert result.returncode == 2, str(result)
+    assert "gitops.cluster 'hom' has no folder" in result.stderr, str(result)
+    assert "clusters there: home" in result.stderr and "Traceback" not in result.output

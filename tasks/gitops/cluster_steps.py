@@ -36,16 +36,11 @@ def verify_cluster_access(sc: StepContext) -> None:
     import json
 
     from tasks.gitops.facts import server_version
-    from tasks.gitops.settings import kubeconfig_source
+    from tasks.gitops.settings import kubeconfig_source, require_kubeconfig
 
     _, kube = _tools(sc)
+    require_kubeconfig(sc.run)
     paths, why = kubeconfig_source(sc.run)
-    if not any(p.is_file() for p in paths):
-        raise ConfigError(
-            "no kubeconfig: " + ", ".join(str(p) for p in paths) + f" not found ({why})",
-            hint="install k3s with `inv host.apply` (it hands the kubeconfig off), or set "
-            "KUBECONFIG (env file, Doppler or shell) to the cluster's kubeconfig",
-        )
     result = kube.kubectl("version", "-o", "json", "--request-timeout=10s", check=False)
     if result.failed:
         detail = (result.stderr or "").strip().splitlines()

@@ -47,7 +47,7 @@ def reconcile(run: Run, *, force: bool, kustomization: str | None, with_source: 
     import shlex
 
     from tasks.gitops.pushed import check_mode_files_pushed
-    from tasks.gitops.settings import GitOpsSettings, kube_for
+    from tasks.gitops.settings import GitOpsSettings, cluster_kube
     from tasks.runtime.console import say
     from tasks.runtime.steps import Action, Plan
 
@@ -57,7 +57,7 @@ def reconcile(run: Run, *, force: bool, kustomization: str | None, with_source: 
         )
     check_mode_files_pushed(GitOpsSettings.load(run), force=force)
     settings, graph = _graph(run)
-    kube = kube_for(run)
+    kube = cluster_kube(run)
     if kustomization:
         node = graph.find(kustomization)
         commands = [
@@ -111,14 +111,14 @@ def diff_verdict(result) -> tuple[str, list[str]]:
 
 
 def diff(run: Run, kustomization: str) -> None:
-    from tasks.gitops.settings import kube_for
+    from tasks.gitops.settings import cluster_kube
     from tasks.runtime.console import say
 
     settings, graph = _graph(run)
     node = graph.find(kustomization)
     if not node.local:
         raise ConfigError(f"{node.label()}: {node.note}; flux diff needs it in this tree")
-    result = diff_kustomization(kube_for(run), node)
+    result = diff_kustomization(cluster_kube(run), node)
     verdict, _ = diff_verdict(result)
     if verdict == "failed":
         raise CommandFailed(f"flux diff kustomization {node.name}", result.exited, result.tail())
@@ -135,10 +135,10 @@ def diff(run: Run, kustomization: str) -> None:
 
 def show_status(run: Run) -> None:
     from tasks.gitops.facts import ready_states
-    from tasks.gitops.settings import kube_for
+    from tasks.gitops.settings import cluster_kube
     from tasks.runtime.console import say, table
 
-    kube = kube_for(run)
+    kube = cluster_kube(run)
     rows, not_ready = [], 0
     for resource in (
         "kustomizations.kustomize.toolkit.fluxcd.io",

@@ -246,6 +246,18 @@ class Layout:
             folder = settings.root / "clusters" / settings.configured_cluster
             if folder.is_dir():
                 return folder.resolve()
+            # A clusters/ folder that holds other clusters only: gitops.cluster is misspelt (a
+            # tree without clusters/ may use the name for its kubeconfig alone).
+            others = (
+                sorted(p.name for p in folder.parent.glob("*/")) if folder.parent.is_dir() else []
+            )
+            if others:
+                raise ConfigError(
+                    f"inventory/runner.yaml: gitops.cluster {settings.configured_cluster!r} has no "
+                    f"folder {settings.rel(folder)}; clusters there: {', '.join(others)}",
+                    hint="fix gitops.cluster in inventory/runner.yaml (`inv gitops.layout` shows "
+                    "what was found)",
+                )
         entry = self.entry
         if entry is not None:
             folder = settings.resolve_flux_path(entry.path)

@@ -205,6 +205,26 @@ def kube_for(run: Run):
     return Kube(run, env=kubeconfig_env(run))
 
 
+def require_kubeconfig(run: Run) -> None:
+    """Refuse a cluster task early when no kubeconfig exists: kubectl would otherwise fall back to
+    localhost:8080 and print its own connection errors."""
+    from tasks.runtime.errors import ConfigError
+
+    paths, why = kubeconfig_source(run)
+    if not any(p.is_file() for p in paths):
+        raise ConfigError(
+            "no kubeconfig: " + ", ".join(str(p) for p in paths) + f" not found ({why})",
+            hint="install k3s with `inv host.apply` (it hands the kubeconfig off), or set "
+            "KUBECONFIG (env file, Doppler or shell) to the cluster's kubeconfig",
+        )
+
+
+def cluster_kube(run: Run):
+    """`kube_for(run)` once a kubeconfig exists (`require_kubeconfig`)."""
+    require_kubeconfig(run)
+    return kube_for(run)
+
+
 def configured_cluster(project: Project) -> str:
     """`gitops.cluster` of runner.yaml (the rehearsal names the cluster it bootstraps)."""
     return str(_gitops_section(project).get("cluster") or "")
