@@ -157,9 +157,21 @@ def check(run, layer, profile=None, host_env=None, chain="cluster", no_doppler=F
     for name in required:
         state = "MISSING" if name in missing else f"ok ({env.source[name]})"
         say(f"  {name:<28} {state}")
+    # Every typed setting's value too, all at once: the check runs without the up-front one so
+    # that it can name missing and bad values together.
+    bad = run.settings.problems()
+    for problem in bad:
+        say(f"  bad value: {problem}")
+    show = "`inv env.show" + ("" if run.selection.chain == "cluster" else " --chain host") + "`"
     if missing:
         raise ConfigError(
-            f"{layer}: {len(missing)} required variable(s) missing: {', '.join(missing)}",
-            hint=f"{where_to_set(missing, run.selection.chain)} (`inv env.show` shows each layer)",
+            f"{layer}: {len(missing)} required variable(s) missing: {', '.join(missing)}"
+            + (f"; {len(bad)} setting(s) with a bad value" if bad else ""),
+            hint=f"{where_to_set(missing, run.selection.chain)} ({show} shows each layer)",
         )
-    say(f"{layer}: all {len(required)} required variable(s) present")
+    if bad:
+        raise ConfigError(
+            f"{layer}: {len(bad)} setting(s) have values the runner cannot use (listed above)",
+            hint=f"fix them where they are set ({show} shows every layer)",
+        )
+    say(f"{layer}: all {len(required)} required variable(s) present, every setting's value usable")

@@ -39,3 +39,15 @@ def test_env_check_covers_the_orchestrators_as_its_help_says(sample_repo: Path) 
     assert "unknown layer" not in cluster.output
     unknown = run_inv(sample_repo, "env.check", "l9")
     assert unknown.returncode == 2 and "cluster, host" in unknown.stderr, unknown
+
+
+def test_env_check_names_bad_values_too(sample_repo: Path) -> None:
+    """A present but unusable value (FEAT_VERIFY=ture) fails the check, named with its file."""
+    config = sample_repo / "inventory" / "config.env"
+    config.write_text(config.read_text() + "\nFEAT_VERIFY=ture\n")
+    result = run_inv(sample_repo, "env.check", "l0")
+    assert result.returncode == 2, str(result)
+    assert "FEAT_VERIFY" in result.stdout and "inventory/config.env" in result.stdout, str(result)
+    assert "setting(s) with a bad value" in result.stderr, str(result)  # beside the missing one
+    host = run_inv(sample_repo, "env.check", "host")
+    assert "`inv env.show --chain host`" in host.stderr, str(host)

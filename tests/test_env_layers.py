@@ -72,6 +72,15 @@ def test_profile_exclusive_skips_local_and_secrets(layered: dict) -> None:
     assert skipped["profiles/secrets.env"] == "PROFILE_EXCLUSIVE=true"
 
 
+def test_profile_exclusive_in_the_profile_file_itself(layered: dict, tmp_path: Path) -> None:
+    """An exclusive profile says so itself: its PROFILE_EXCLUSIVE=true skips local and secrets."""
+    profile = _write(tmp_path / "only.env", "PROFILE_EXCLUSIVE=true\n")
+    data = _show(layered["repo"], "--profile", str(profile))
+    assert _winner(data) == ("config", "config.env")
+    skipped = {lyr["name"]: lyr["skipped"] for lyr in data["__layers__"]}
+    assert skipped["profiles/local.env"] == "PROFILE_EXCLUSIVE=true", data["__layers__"]
+
+
 def test_profile_exclusive_from_config_env(layered: dict) -> None:
     inv = layered["repo"] / "inventory"
     (inv / "config.env").write_text((inv / "config.env").read_text() + "PROFILE_EXCLUSIVE=true\n")

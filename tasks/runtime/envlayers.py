@@ -220,15 +220,19 @@ def resolve_env(
 
     add(_file_layer("config.env", inventory / "config.env", {}))
     if chain == "cluster":
-        exclusive = switch(
-            {**below(), **shell},
-            "PROFILE_EXCLUSIVE",
-            {**where(), **{k: "the shell environment" for k in shell}},
-            False,
-        )
+        controls = {**below(), **shell}
+        control_where = {**where(), **{k: "the shell environment" for k in shell}}
+        if override_file is not None and override_file.is_file():
+            # `--profile F` is the highest layer: its PROFILE_EXCLUSIVE=true makes it exclusive,
+            # so it is read (for that one switch) before the files it would skip.
+            early = read_env_file(override_file, controls)
+            if "PROFILE_EXCLUSIVE" in early:
+                controls["PROFILE_EXCLUSIVE"] = early["PROFILE_EXCLUSIVE"]
+                control_where["PROFILE_EXCLUSIVE"] = f"--profile {override_file}"
+        exclusive = switch(controls, "PROFILE_EXCLUSIVE", control_where, False)
         for name, secret in (("profiles/local.env", False), ("profiles/secrets.env", True)):
             if exclusive:
-                skipped = "PROFILE_EXCLUSIVE=" + ({**below(), **shell}["PROFILE_EXCLUSIVE"]).strip()
+                skipped = "PROFILE_EXCLUSIVE=" + controls["PROFILE_EXCLUSIVE"].strip()
                 add(Layer(name, origin=str(inventory / name), secret=secret, skipped=skipped))
             else:
                 add(_file_layer(name, inventory / name, below(), secret=secret))
