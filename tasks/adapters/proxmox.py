@@ -279,7 +279,8 @@ class ProxmoxClient:
     # ------------------------------------------------------------ raw calls
 
     def get(self, path: str, /, **params: Any) -> Any:
-        """GET a path; retried with backoff on connection errors, timeouts and 5xx."""
+        """GET a path; retried with backoff on timeouts, dropped connections and 5xx (not on a
+        refused connection or an unresolvable name: those fail at once)."""
         return self.request("GET", path, **params)
 
     def post(self, path: str, /, **data: Any) -> Any:

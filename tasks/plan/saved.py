@@ -300,10 +300,15 @@ def write_saved(
     a real write unless the operator asked for a dry run (`inv --dry plan --out F` writes nothing)."""
     path = check_out_path(run.project, raw)
     text = json.dumps(build_saved(run, plans, deep=deep), indent=2) + "\n"
+    from tasks.runtime.console import progress
+
     effects = run.effects
     effects.dry_run = was_dry  # the reads were a dry run; the file is the plan's one write
     try:
-        written = effects.write_file(path, text, mode=0o600, what="the saved plan")
+        with effects.saying(progress):  # stdout is the plan itself (--json, --quiet)
+            written = effects.write_file(
+                path, text, mode=0o600, what=f"the saved plan {run.project.rel(path)}"
+            )
     except OSError as exc:
         raise ConfigError(
             f"--out {raw}: cannot write it ({exc.strerror or exc})",

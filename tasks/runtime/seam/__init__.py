@@ -19,9 +19,10 @@ recording fake unit tests use.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,6 +127,15 @@ class Effects:
             from tasks.runtime.console import say
 
             say(message)
+
+    @contextlib.contextmanager
+    def saying(self, say: Callable[[str], None]) -> Iterator[None]:
+        """Notes ("would write ...") go to `say` meanwhile: stderr, for output that is data."""
+        before, self._say = self._say, say
+        try:
+            yield
+        finally:
+            self._say = before
 
     def _begin(self, kind: str, target: str, mutates: bool, would: str) -> Effect | None:
         """Record the start of a call; None when a dry run withholds this mutation."""
