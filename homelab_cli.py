@@ -242,6 +242,27 @@ class HomelabProgram(Program):
                     # Invoke hands a positional the next token, even `--yes`: a misspelt flag
                     # must not become a Kustomization or mode name.
                     raise self._friendly(ParseError(f"No idea what {arg.raw_value!r} is!", ctx))
+        self._check_list_flags(argv)
+
+    def _check_list_flags(self, argv: list[str]) -> None:
+        """A repeatable flag (`--layer`) left without its value: Invoke gives it an empty list,
+        which would read as "not given" (every layer)."""
+        by_name = {n: c for c in self.tasks for n in (c.name, *c.aliases)}
+        current = None
+        for i, token in enumerate(argv):
+            if token in by_name:
+                current = by_name[token]
+                continue
+            flag = current.flags.get(token) if current is not None else None
+            if flag is None or flag.kind is not list:
+                continue
+            after = argv[i + 1] if i + 1 < len(argv) else None
+            if after is None or FLAG_LIKE.match(after) or after in by_name:
+                raise self._friendly(
+                    ParseError(
+                        f"Flag <Argument: {flag.name}> needed value and was not given one!", current
+                    )
+                )
 
     def _parse_filling(self, argv: list[str], omitted: int) -> None:
         """Parse argv; on a left-out optional positional, re-parse with OMITTED in its place."""

@@ -97,6 +97,8 @@ def test_a_misspelt_task_or_flag_is_bad_input_with_the_nearest_names(sample_repo
     # `inv plan`'s 2 means "changes pending": its bad input is 1, said so.
     plan = run_inv(sample_repo, "plan", "--dry-run")
     assert plan.returncode == 1 and "bad input to plan" in plan.stderr, str(plan)
+    empty = run_inv(sample_repo, "plan", "--layer", "--json")  # not "every layer"
+    assert empty.returncode == 1 and "--layer needs a value" in empty.stderr, str(empty)
     everything = result.output + flag.output + value.output + plan.output + typed.output
     assert "Traceback" not in everything + swallowed.output
 
