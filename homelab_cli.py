@@ -378,7 +378,9 @@ class HomelabProgram(Program):
             flag = "--" + needs.group(1).strip("_").replace("_", "-")
             message = f"{name}: {flag} needs a value"
         if code == 1:
-            message = f"bad input to {name} (exit 1: its exit 2 means changes pending): {message}"
+            message = (
+                f"bad input to {name} (exit 1: {name}'s exit 2 means changes pending): {message}"
+            )
         hints = [f"did you mean {' or '.join(close)}?"] if close else []
         hints += [where] if where else []
         text = f"error: {message}" + (f"\n  hint: {' '.join(hints)}" if hints else "")

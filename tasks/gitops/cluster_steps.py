@@ -36,11 +36,10 @@ def verify_cluster_access(sc: StepContext) -> None:
     import json
 
     from tasks.gitops.facts import server_version
-    from tasks.gitops.settings import kubeconfig_source, require_kubeconfig
+    from tasks.gitops.settings import require_kubeconfig
 
     _, kube = _tools(sc)
-    require_kubeconfig(sc.run)
-    paths, why = kubeconfig_source(sc.run)
+    paths, why = require_kubeconfig(sc.run)
     result = kube.kubectl("version", "-o", "json", "--request-timeout=10s", check=False)
     if result.failed:
         detail = (result.stderr or "").strip().splitlines()

@@ -246,12 +246,15 @@ class Layout:
             folder = settings.root / "clusters" / settings.configured_cluster
             if folder.is_dir():
                 return folder.resolve()
-            # A clusters/ folder that holds other clusters only: gitops.cluster is misspelt (a
-            # tree without clusters/ may use the name for its kubeconfig alone).
+            # A clusters/ folder that holds other clusters only, and no entry path naming it:
+            # gitops.cluster is misspelt (a tree without clusters/ may use the name for its
+            # kubeconfig alone, or as a segment of its entry's path).
             others = (
                 sorted(p.name for p in folder.parent.glob("*/")) if folder.parent.is_dir() else []
             )
-            if others:
+            entry = self.entry
+            named = entry is not None and settings.configured_cluster in Path(entry.path).parts
+            if others and not named:
                 raise ConfigError(
                     f"inventory/runner.yaml: gitops.cluster {settings.configured_cluster!r} has no "
                     f"folder {settings.rel(folder)}; clusters there: {', '.join(others)}",

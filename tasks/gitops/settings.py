@@ -205,9 +205,9 @@ def kube_for(run: Run):
     return Kube(run, env=kubeconfig_env(run))
 
 
-def require_kubeconfig(run: Run) -> None:
-    """Refuse a cluster task early when no kubeconfig exists: kubectl would otherwise fall back to
-    localhost:8080 and print its own connection errors."""
+def require_kubeconfig(run: Run) -> tuple[list[Path], str]:
+    """Refuse a cluster task early when no kubeconfig exists (kubectl would otherwise fall back to
+    localhost:8080 and print its own connection errors); else `kubeconfig_source`'s answer."""
     from tasks.runtime.errors import ConfigError
 
     paths, why = kubeconfig_source(run)
@@ -217,6 +217,7 @@ def require_kubeconfig(run: Run) -> None:
             hint="install k3s with `inv host.apply` (it hands the kubeconfig off), or set "
             "KUBECONFIG (env file, Doppler or shell) to the cluster's kubeconfig",
         )
+    return paths, why
 
 
 def cluster_kube(run: Run):

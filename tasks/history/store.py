@@ -69,7 +69,7 @@ class RunEntry:
 
     @property
     def id(self) -> str:
-        return str(self.data.get("run") or _id_of(self.path))
+        return str(self.data.get("run") or _name_parts(self.path)[1])
 
     @property
     def running(self) -> bool:
@@ -88,8 +88,7 @@ class RunEntry:
     def task(self) -> str | None:
         """The task that ran (from the trace; for an unreadable one, from its file name)."""
         if self.problem:
-            stem = self.path.name.removesuffix(".json").removesuffix(".running")
-            return stem.removesuffix("-" + _id_of(self.path)).replace("-", ".") or None
+            return _name_parts(self.path)[0]
         return self.data.get("task")
 
     @property
@@ -176,11 +175,14 @@ def load_runs(work: Path) -> list[RunEntry]:
     return found
 
 
-def _id_of(path: Path) -> str:
-    """A trace file's run id: the name without the task prefix and `.running`/`.json`."""
+def _name_parts(path: Path) -> tuple[str | None, str]:
+    """(task, run id) of a trace file's name, `<task with - for .>-<stamp>-<pid>[.running].json`
+    (tasks/runtime/run.py `_trace_path`)."""
     stem = path.name.removesuffix(".json").removesuffix(".running")
     parts = stem.split("-")
-    return "-".join(parts[-2:]) if len(parts) >= 3 else stem
+    if len(parts) < 3:
+        return None, stem
+    return ".".join(parts[:-2]), "-".join(parts[-2:])
 
 
 def find_run(work: Path, wanted: str) -> RunEntry:

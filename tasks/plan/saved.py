@@ -297,8 +297,9 @@ def write_saved(
     run: Run, raw: str, plans: list[LayerPlan], *, deep: bool, was_dry: bool
 ) -> Path | None:
     """Write the saved plan (0600). Inside .work/ it is generated state; elsewhere an effect,
-    a real write unless the operator asked for a dry run (`inv --dry plan --out F` writes nothing)."""
-    path = check_out_path(run.project, raw)
+    a real write unless the operator asked for a dry run (`inv --dry plan --out F` writes nothing).
+    `raw` was checked (`check_out_path`) before the reads."""
+    path = resolve_path(raw)
     text = json.dumps(build_saved(run, plans, deep=deep), indent=2) + "\n"
     from tasks.runtime.console import progress
 
