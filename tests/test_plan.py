@@ -173,26 +173,38 @@ def test_unreachable_proxmox_is_an_error_not_no_change(lab) -> None:
 
 
 def test_bad_input_is_exit_1_and_says_so(lab) -> None:
+    repo, _pve = lab
     result = inv(lab, "plan", "--layer", "l9")
     assert result.returncode == 1, str(result)
     assert "bad input to plan" in result.stderr and "--layer l9" in result.stderr
-    setting = inv(lab, "plan", "--layer", "l2", PVE_TIMEOUT="soon")
+    received: list[tuple[dict, str]] = []
+    with _receiver(received) as url:
+        setting = inv(lab, "plan", "--layer", "l2", PVE_TIMEOUT="soon", NOTIFY_URL=url)
     assert setting.returncode == 1 and "PVE_TIMEOUT" in setting.stderr, setting
+    # A cron'd drift check that cannot even start must be heard, not look like a quiet homelab.
+    ((headers, body),) = received
+    assert headers["Title"] == "homelab plan: failed" and "PVE_TIMEOUT" in body, body
     insecure = inv(lab, "plan", "--layer", "l2", NOTIFY_URL="http://example.net/hook")
     assert insecure.returncode == 1 and "NOTIFY_URL" in insecure.stderr, insecure
     # Doppler failing (an external failure, exit 4 elsewhere) is exit 1 here: cron reads any
     # code but 0 and 2 as "the plan itself failed".
-    doppler = inv(
-        lab,
-        "plan",
-        "--layer",
-        "l1",
-        DOPPLER="1",
-        PATH=f"{STANDINS}:{os.environ['PATH']}",
-        DOPPLER_STANDIN_FAIL="Invalid auth token",
-    )
+    secrets = repo / "inventory" / "profiles" / "secrets.env"
+    secrets.write_text("NOTIFY_TOKEN=notify-sample-token\n")  # from a file: Doppler is down
+    with _receiver(received) as url:
+        doppler = inv(
+            lab,
+            "plan",
+            "--layer",
+            "l1",
+            DOPPLER="1",
+            PATH=f"{STANDINS}:{os.environ['PATH']}",
+            DOPPLER_STANDIN_FAIL="Invalid auth token",
+            NOTIFY_URL=url,
+        )
     assert doppler.returncode == 1, str(doppler)
     assert "plan failed" in doppler.stderr and "Invalid auth token" in doppler.stderr, doppler
+    headers, body = received[1]
+    assert headers["Authorization"] == "Bearer notify-sample-token" and "Invalid auth" in body
 
 
 class _Handler(BaseHTTPRequestHandler):

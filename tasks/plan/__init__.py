@@ -81,9 +81,14 @@ def plan(run, layer=None, json=False, quiet=False, deep=False, profile=None, out
     """Plan every layer read-only: what `inv up` would change (exit 0 none, 2 pending, 1 error)."""
     from tasks.runtime.errors import ConfigError, HomelabError
 
+    reported = []  # the summary went to NOTIFY_URL: a later failure is in it
     try:
-        _plan(run, layer, json, quiet, deep, out)
+        _plan(run, layer, json, quiet, deep, out, reported)
     except HomelabError as exc:
+        if not reported:
+            from tasks.plan.report import notify_failure
+
+            notify_failure(run, exc.message)
         if exc.exit_code == 1:
             raise
         # Terraform's -detailed-exitcode: cron reads 2 as "changes pending" and anything else
@@ -96,7 +101,7 @@ def plan(run, layer=None, json=False, quiet=False, deep=False, profile=None, out
         ) from None
 
 
-def _plan(run, layer, json, quiet, deep, out) -> None:
+def _plan(run, layer, json, quiet, deep, out, reported: list[bool]) -> None:
     from invoke import Exit
 
     from tasks.plan.report import as_json, drift_lines, notify, print_tables, summary
@@ -131,7 +136,8 @@ def _plan(run, layer, json, quiet, deep, out) -> None:
             f"plan: {result['changes']} change(s) pending, {result['errors']} error(s) "
             f"across {len(plans)} layer(s); nothing was changed"
         )
-    notify(run, plans, was_dry)  # before the file: a failed write still leaves the report sent
+    if notify(run, plans, was_dry):  # before the file: a failed write leaves the report sent
+        reported.append(True)
     if out is not None:
         # On stderr: stdout stays the plan (JSON with --json, drift lines with --quiet).
         from tasks.plan.saved import write_saved

@@ -80,32 +80,52 @@ def headline(plans: list[LayerPlan]) -> str:
     return "homelab plan: as declared"
 
 
-def notify(run: Run, plans: list[LayerPlan], was_dry: bool) -> None:
+def notify(run: Run, plans: list[LayerPlan], was_dry: bool) -> bool:
     """POST the summary to NOTIFY_URL (ntfy-compatible: a text body with a Title header; any
     webhook that takes a POST gets the same), only when something drifted or failed. The URL is
     checked as a credential URL (https, or http to a loopback IP); NOTIFY_TOKEN, when set, goes
-    as a bearer token. A notification that cannot be sent is a warning, not the plan's outcome."""
+    as a bearer token. A notification that cannot be sent is a warning, not the plan's outcome.
+    True when there was something to report (sent, or withheld by a dry run)."""
+    lines = drift_lines(plans)
+    if not run.reporting_value("NOTIFY_URL") or not lines:
+        return False
+    shown = lines[:50] + ([f"... and {len(lines) - 50} more"] if len(lines) > 50 else [])
+    _post(run, headline(plans), shown, was_dry)
+    return True
+
+
+def notify_failure(run: Run, message: str) -> None:
+    """The plan itself failed (Doppler, a bad setting, an unreadable saved-plan path): a cron'd
+    drift check must hear that too, or a broken check looks like a quiet homelab."""
+    import contextlib
+
+    from tasks.runtime.errors import ConfigError
+    from tasks.runtime.seam.http import check_credential_url
+
+    url = run.reporting_value("NOTIFY_URL")
+    with contextlib.suppress(ConfigError):  # a bad NOTIFY_URL is the failure said already
+        if url:
+            check_credential_url(url, "NOTIFY_URL")
+            _post(run, "homelab plan: failed", [message], run.asked_dry_run)
+
+
+def _post(run: Run, head: str, lines: list[str], was_dry: bool) -> None:
     from tasks.runtime.console import warn
     from tasks.runtime.errors import HomelabError
     from tasks.runtime.secrets import mask
 
-    url = (run.env.get("NOTIFY_URL") or "").strip()
-    lines = drift_lines(plans)
-    if not url or not lines:
-        return
-    head = headline(plans)
-    shown = lines[:50] + ([f"... and {len(lines) - 50} more"] if len(lines) > 50 else [])
-    body = mask("\n".join([head, *shown]))
+    body = mask("\n".join([head, *lines]))
     headers = {"Title": mask(head), "Tags": "warning", "Content-Type": "text/plain; charset=utf-8"}
-    token = (run.env.get("NOTIFY_TOKEN") or "").strip()
+    token = run.reporting_value("NOTIFY_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
     effects = run.effects
+    restore = effects.dry_run
     effects.dry_run = was_dry  # the plan's reads were a dry run; the report is sent for real
     try:
         answer = effects.http(
             "POST",
-            url,
+            run.reporting_value("NOTIFY_URL"),
             mutates=True,
             credential="NOTIFY_URL",
             headers=headers,
@@ -117,9 +137,18 @@ def notify(run: Run, plans: list[LayerPlan], was_dry: bool) -> None:
         warn(f"NOTIFY_URL: the summary was not sent: {exc.message}")
         return
     finally:
-        effects.dry_run = True
+        effects.dry_run = restore
     if answer is not None and not answer.ok:
         warn(f"NOTIFY_URL: the summary was not accepted: HTTP {answer.status}")
 
 
-__all__ = ["Item", "LayerPlan", "as_json", "drift_lines", "notify", "print_tables", "summary"]
+__all__ = [
+    "Item",
+    "LayerPlan",
+    "as_json",
+    "drift_lines",
+    "notify",
+    "notify_failure",
+    "print_tables",
+    "summary",
+]

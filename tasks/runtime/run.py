@@ -307,6 +307,14 @@ class Run:
             self.project.work / "traces" / (f"{name}.running.json" if running else f"{name}.json")
         )
 
+    def reporting_value(self, name: str) -> str:
+        """A setting for reporting a failure (NOTIFY_URL): from the resolved env, or, when
+        resolving it failed (Doppler down, a bad value), from the shell and env files alone."""
+        if self._env is None:
+            self._learn_file_secrets()
+        layers = self._env or self._file_env
+        return (layers.get(name) or "").strip() if layers is not None else ""
+
     def _learn_file_secrets(self) -> None:
         """A task that never needed the env must still not write a secret typed on its command
         line into its trace: the env files' secrets (never Doppler's: no network for a trace)
