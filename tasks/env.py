@@ -14,12 +14,22 @@ ENV_FLAGS = {
 
 
 def _chain(kwargs) -> str:
-    chain = kwargs.get("chain") or "cluster"
-    if kwargs.get("layer") == "host":
-        chain = "host"
-    if chain not in ("cluster", "host"):
-        raise ConfigError(f"--chain {chain!r}: expected cluster or host")
-    return chain
+    asked = kwargs.get("chain")
+    if asked not in (None, "cluster", "host"):
+        raise ConfigError(f"--chain {asked!r}: expected cluster or host")
+    selects_host = (
+        "`env.check host` (the host orchestrator's variables)"
+        if kwargs.get("layer") == "host"
+        else "--host-env"
+        if kwargs.get("host_env")
+        else None
+    )
+    if selects_host and asked == "cluster":
+        raise ConfigError(
+            f"{selects_host} reads the host chain, but --chain cluster asks for the other one",
+            hint="drop --chain cluster: the host chain is the one that applies here",
+        )
+    return "host" if selects_host else asked or "cluster"
 
 
 def _declared_names(project) -> set[str]:
@@ -41,9 +51,7 @@ def _declared_names(project) -> set[str]:
         "all": "include every variable of the process environment",
     },
 )
-def show(
-    run, json=False, all=False, profile=None, host_env=None, chain="cluster", no_doppler=False
-):
+def show(run, json=False, all=False, profile=None, host_env=None, chain=None, no_doppler=False):
     """Show every resolved variable, its value (secrets masked) and the layer it came from."""
     import json as jsonlib
 
@@ -136,7 +144,7 @@ def orchestrator_required(run, name: str) -> list[str]:
         **ENV_FLAGS,
     },
 )
-def check(run, layer, profile=None, host_env=None, chain="cluster", no_doppler=False):
+def check(run, layer, profile=None, host_env=None, chain=None, no_doppler=False):
     """Report every missing required variable of LAYER at once."""
     from tasks.runtime.config import load_layer_manifests
     from tasks.runtime.console import say

@@ -51,3 +51,14 @@ def test_env_check_names_bad_values_too(sample_repo: Path) -> None:
     assert "setting(s) with a bad value" in result.stderr, str(result)  # beside the missing one
     host = run_inv(sample_repo, "env.check", "host")
     assert "`inv env.show --chain host`" in host.stderr, str(host)
+
+
+def test_a_chain_that_contradicts_the_host_orchestrator_is_refused(sample_repo: Path) -> None:
+    """`env.check host` reads the host chain: an explicit --chain cluster is not silently dropped."""
+    result = run_inv(sample_repo, "env.check", "host", "--chain", "cluster")
+    assert result.returncode == 2, str(result)
+    assert "--chain cluster" in result.stderr and "Traceback" not in result.output, str(result)
+    agreed = run_inv(sample_repo, "env.check", "host", "--chain", "host")
+    assert "HOST_NAME" in agreed.stdout and "--chain cluster" not in agreed.stderr, str(agreed)
+    shown = run_inv(sample_repo, "env.show", "--host-env", "x.env", "--chain", "cluster")
+    assert shown.returncode == 2 and "--host-env" in shown.stderr, str(shown)
