@@ -20,7 +20,7 @@ Invoke documents reusing its CLI as a program of one's own; `pyproject.toml` ins
 
 It relies on two of Invoke's parse error texts (a test pins them) and on public Program hooks
 (`create_config`, `parse_core`, `parse_collection`, `parse_tasks`, `update_config`, `execute`,
-`no_tasks_given`, `parse_core_args`, `parse_cleanup`). Nothing here imports the
+`no_tasks_given`, `core_args`, `parse_core_args`, `parse_cleanup`). Nothing here imports the
 runner's `tasks` package: task attributes are read with getattr.
 """
 
@@ -403,6 +403,16 @@ class HomelabProgram(Program):
         if os.path.basename(me) not in self.binary_names:
             me = os.path.join(sys.prefix, "bin", self.binary_names[0])
         return os.path.abspath(me)
+
+    def core_args(self):
+        """Invoke's core flags, `--dry` described as it works here: every task's dry run."""
+        args = super().core_args()
+        for arg in args:
+            if "dry" in arg.names:
+                arg.help = (
+                    "Dry run: reads still run, every change is withheld (a task's --dry-run)."
+                )
+        return args
 
     def parse_core_args(self) -> None:
         super().parse_core_args()

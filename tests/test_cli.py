@@ -78,6 +78,15 @@ def test_bare_inv_lists_the_tasks_with_a_hint(sample_repo: Path) -> None:
     assert result.stdout.rstrip().endswith("run 'inv TASK --help' for a task's flags")
 
 
+def test_core_help_says_what_dry_does_here(sample_repo: Path) -> None:
+    """Invoke's `--dry` echoes commands; here it is every task's dry run, and the help says so."""
+    result = run_inv(sample_repo, "--help")
+    assert result.returncode == 0, str(result)
+    text = " ".join(result.stdout.split())  # Invoke wraps help text to the terminal
+    assert "--dry Dry run: reads still run, every change is withheld" in text, result.stdout
+    assert "Echo commands" not in text, result.stdout
+
+
 def test_a_misspelt_task_or_flag_is_bad_input_with_the_nearest_names(sample_repo: Path) -> None:
     result = run_inv(sample_repo, "l0.runaway")
     assert result.returncode == 2, str(result)
