@@ -23,6 +23,27 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_identity(pid: int) -> str | None:
+    """The boot and the kernel's start time of `pid` (Linux /proc; None elsewhere): after a power
+    cut or a crash the pid of a dead run is soon another process's, and this tells them apart."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 2, the command, may hold spaces and parentheses: fields are counted after its ")".
+    fields = stat.rpartition(")")[2].split()
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None  # field 22, starttime
+
+
+def run_alive(pid: int, identity: str | None) -> bool:
+    """The process that wrote a record with this pid and identity is still running."""
+    if not pid_alive(pid):
+        return False
+    now = process_identity(pid) if identity else None
+    return now is None or now == identity
+
+
 class RunLock:
     """Held for the life of a run; the kernel releases it if the process dies."""
 

@@ -130,6 +130,7 @@ class Run:
         self.id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(self.started))}-{os.getpid()}"
         self._env: EnvLayers | None = None
         self._file_secrets_learnt = False
+        self._identity: str | None = None  # this process's boot and start time, once
         self._file_env: EnvLayers | None = None  # a task without env: its files, for the trace
         self._settings: Settings | None = None
         self._locks: list[RunLock] = []
@@ -335,6 +336,13 @@ class Run:
                 root=self.project.root,
             )
 
+    def _process_identity(self) -> str | None:
+        if self._identity is None:
+            from tasks.runtime.lock import process_identity
+
+            self._identity = process_identity(os.getpid()) or ""
+        return self._identity or None
+
     def write_trace(
         self, outcome: str, *, exit_code: int, error: str | None, running: bool = False
     ) -> Path:
@@ -353,6 +361,7 @@ class Run:
         payload = {
             "run": self.id,
             "pid": os.getpid(),
+            "process": self._process_identity(),
             "task": self.task,
             "tasks": self.tasks,
             "argv": [mask(a) for a in self.argv],
@@ -380,24 +389,26 @@ class Run:
 
 
 def complete_crashed_traces(folder: Path) -> list[Path]:
-    """Every `*.running.json` whose process is gone (killed outright, SIGKILL or power cut)
-    becomes a finished trace: outcome `killed`, its last step `interrupted`."""
+    """Every `*.running.json` whose process is gone (killed outright, SIGKILL or power cut; its
+    pid perhaps another process's by now) becomes a finished trace: outcome `killed`, its last
+    step `interrupted`."""
     journals = sorted(folder.glob("*.running.json")) if folder.is_dir() else []
     if not journals:  # the usual case: nothing more to import
         return []
     import json
 
     from tasks.runtime.files import atomic_write_json
-    from tasks.runtime.lock import pid_alive
+    from tasks.runtime.lock import run_alive
 
     done = []
     for journal in journals:
         try:
             data = json.loads(journal.read_text(encoding="utf-8"))
             pid = int(data.get("pid") or 0)
+            identity = data.get("process")
         except (OSError, ValueError, TypeError, AttributeError):
             continue  # not a journal this runner wrote: `inv runs` lists it as unreadable
-        if pid_alive(pid):
+        if run_alive(pid, identity if isinstance(identity, str) else None):
             continue
         data["outcome"] = "killed"
         data["exit_code"] = 137
