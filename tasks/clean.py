@@ -99,10 +99,13 @@ def clean(run, dry_run=False, all=False):
 
         keep = run.settings.integer("RUNS_KEEP", DEFAULT_KEEP)
         old = beyond_retention(project.work, keep - 1)  # this run's own trace is one of them
-        runs = sum(1 for _ in (project.work / "traces").glob("*.json")) - len(old)
+        finished = [
+            p for p in (project.work / "traces").glob("*.json") if ".running." not in p.name
+        ]
+        runs = len(finished) - len(old)
         say(
-            f"keep     .work/traces/ (the run history: {runs} run(s); the newest RUNS_KEEP={keep} "
-            "stay; `inv clean --all` removes it)"
+            f"keep     .work/traces/ (the run history: {runs} earlier run(s) and this one; the "
+            f"newest RUNS_KEEP={keep} stay; `inv clean --all` removes it)"
         )
         remove.extend(old)  # older than the newest RUNS_KEEP runs
     if not remove:

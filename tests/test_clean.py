@@ -34,7 +34,7 @@ def test_clean_removes_generated_and_keeps_the_rest(sample_repo: Path) -> None:
     )
     assert "keep     .work/handoff.env (env file)" in dry.stdout
     assert "keep     layers/l1/notes.log (tracked by git)" in dry.stdout
-    assert "keep     .work/traces/ (the run history: 1 run(s)" in dry.stdout
+    assert "keep     .work/traces/ (the run history: 1 earlier run(s) and this one" in dry.stdout
     assert all(p.exists() for p in generated)
 
     real = run_inv(sample_repo, "clean")
