@@ -37,6 +37,10 @@ def test_a_failed_run_is_listed_with_its_failed_step_and_shown_on_a_timeline(
     assert as_json["failed_step"] == "00_l0_runway"
     (step,) = [r for r in as_json["timeline"] if r["kind"] == "step"]
     assert step["outcome"] == "failed" and step["seconds"] >= 0
+    # The runway's probes take milliseconds: placed to the millisecond, not all at second 0.
+    effects = [r["offset"] for r in as_json["timeline"] if r["kind"] == "effect"]
+    assert len(effects) > 2 and any(offset % 1 for offset in effects), effects
+    assert effects == sorted(effects) and effects[-1] <= as_json["trace"]["seconds"], effects
     assert as_json["command"] == "up --to l0"
 
 

@@ -72,15 +72,27 @@ def list_(run, json=False, last=None):
     say(f"{len(runs)} run(s); `inv runs.show RUN` shows one")
 
 
-def timeline_rows(data: dict) -> list[dict[str, Any]]:
-    """Each step and effect with its offset from the run's start and its duration (seconds)."""
+def _epoch(record: dict) -> float | None:
+    """When a run, step or effect started: to the millisecond where the trace says so (a run of
+    sub-second steps would otherwise draw every bar at 0), else to the second."""
     from tasks.history.store import to_epoch
 
-    began = to_epoch(data.get("started")) or 0.0
+    precise = record.get("started_epoch")
+    if isinstance(precise, (int, float)) and not isinstance(precise, bool):
+        import math
+
+        if math.isfinite(precise):
+            return float(precise)
+    return to_epoch(record.get("started"))
+
+
+def timeline_rows(data: dict) -> list[dict[str, Any]]:
+    """Each step and effect with its offset from the run's start and its duration (seconds)."""
+    began = _epoch(data) or 0.0
     rows: list[dict[str, Any]] = []
     cursor = 0.0
     for step in data.get("steps") or []:
-        at = to_epoch(step.get("started"))
+        at = _epoch(step)
         offset = max(0.0, at - began) if at is not None else cursor
         seconds = float(step.get("seconds") or 0.0)
         cursor = offset + seconds
@@ -97,7 +109,7 @@ def timeline_rows(data: dict) -> list[dict[str, Any]]:
         )
     effects: list[dict[str, Any]] = []
     for effect in data.get("effects") or []:
-        at = to_epoch(effect.get("started"))
+        at = _epoch(effect)
         effects.append(
             {
                 "kind": "effect",

@@ -25,14 +25,14 @@ NONE = type(None)
 _TEXT, _NUMBER, _LIST, _MAP = (str, NONE), (int, float, NONE), (list, NONE), (dict, NONE)
 _FIELDS: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(("run", "task", "started", "ended", "outcome", "operator", "host"), _TEXT),
-    **dict.fromkeys(("seconds", "exit_code"), _NUMBER),
+    **dict.fromkeys(("seconds", "exit_code", "started_epoch"), _NUMBER),
     **dict.fromkeys(("argv", "steps", "effects", "up_chain"), _LIST),
     "up_steps": _MAP,
 }
 _ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(("started", "outcome", "kind", "target"), _TEXT),
     "id": (str, int, NONE),
-    "seconds": _NUMBER,
+    **dict.fromkeys(("seconds", "started_epoch"), _NUMBER),
 }
 
 

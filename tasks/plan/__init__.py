@@ -38,9 +38,11 @@ def read_layers(run, layers: list[str], *, deep: bool = False):
     def work(layer: str) -> LayerPlan:
         return read_l2(run, deep=deep) if layer == "l2" else READERS[layer](run)
 
+    import time
+
     from tasks.runtime.trace import utc_now
 
-    started = utc_now()
+    started, started_epoch = utc_now(), round(time.time(), 3)
     plans = []
     for outcome in fan_out(layers, work, parallel=len(layers) or 1):
         if outcome.ok:
@@ -56,6 +58,7 @@ def read_layers(run, layers: list[str], *, deep: bool = False):
                 "id": f"plan {outcome.name}",
                 "outcome": state,
                 "started": started,
+                "started_epoch": started_epoch,
                 "seconds": round(outcome.seconds, 3),
                 "reason": f"{found.changes} to change, {found.errors} in error",
             }

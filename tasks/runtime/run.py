@@ -369,6 +369,7 @@ class Run:
             "env": self.selection.describe(),
             "env_layers": env_layers,
             "started": _iso(self.started),
+            "started_epoch": round(self.started, 3),  # the timeline's origin, below a second
             "ended": _iso(ended),
             "seconds": round(ended - self.started, 3),
             "outcome": outcome,

@@ -201,13 +201,14 @@ def _run_one(run: Run, plan: Plan, action: Action, state: dict[str, Any]) -> Out
 
     sc = StepContext(run, plan.mode, plan.options, state)
     started, t0 = utc_now(), time.monotonic()
+    begun = {"started": started, "started_epoch": round(time.time(), 3)}
     run.begin_steps(action.id)
     try:
         value = action.run(sc)
     except KeyboardInterrupt as exc:
         run.begin_steps()
         code = getattr(exc, "exit_code", 130)
-        _record(run, action, "interrupted", started=started, notes=sc.notes, exit_code=code)
+        _record(run, action, "interrupted", **begun, notes=sc.notes, exit_code=code)
         raise
     except Exception as exc:
         run.begin_steps()
@@ -223,7 +224,7 @@ def _run_one(run: Run, plan: Plan, action: Action, state: dict[str, Any]) -> Out
         run,
         action,
         outcome.status,
-        started=started,
+        **begun,
         ended=utc_now(),
         seconds=round(outcome.seconds, 3),
         exit_code=outcome.error.exit_code if isinstance(outcome.error, HomelabError) else 0,
@@ -263,6 +264,9 @@ def _run_batch(
         say(f"  ({count}/{of}) {items.get(outcome.name, outcome.name)}: {word}")
 
     run.begin_steps(*(a.id for a in batch))
+    from tasks.runtime.trace import utc_now
+
+    begun = {"started": utc_now(), "started_epoch": round(time.time(), 3)}  # at once, as a batch
     try:
         results = fan_out(
             batch, work, name=lambda a: a.id, parallel=max(1, plan.parallel), on_done=done
@@ -270,7 +274,7 @@ def _run_batch(
     except KeyboardInterrupt as exc:
         run.begin_steps()
         for action in batch:
-            _record(run, action, "interrupted", exit_code=getattr(exc, "exit_code", 130))
+            _record(run, action, "interrupted", **begun, exit_code=getattr(exc, "exit_code", 130))
         raise
     run.begin_steps()
     for action, outcome in zip(batch, results, strict=True):
@@ -279,6 +283,7 @@ def _run_batch(
             run,
             action,
             outcome.status,
+            **begun,
             seconds=round(outcome.seconds, 3),
             error=outcome.detail if not outcome.ok else None,
         )

@@ -60,6 +60,7 @@ class Effect:
             "target": self.target,
             "mutates": self.mutates,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "started_epoch": round(self.started, 3),  # for a timeline of sub-second effects
             "seconds": round(self.seconds, 3),
             "outcome": self.outcome,
         }
