@@ -186,6 +186,9 @@ def test_bad_input_is_exit_1_and_says_so(lab) -> None:
     assert headers["Title"] == "homelab plan: failed" and "PVE_TIMEOUT" in body, body
     insecure = inv(lab, "plan", "--layer", "l2", NOTIFY_URL="http://example.net/hook")
     assert insecure.returncode == 1 and "NOTIFY_URL" in insecure.stderr, insecure
+    assert "the drift report (with NOTIFY_TOKEN, when set) goes only to an https" in " ".join(
+        insecure.stderr.split()
+    ), insecure
     # Doppler failing (an external failure, exit 4 elsewhere) is exit 1 here: cron reads any
     # code but 0 and 2 as "the plan itself failed".
     secrets = repo / "inventory" / "profiles" / "secrets.env"

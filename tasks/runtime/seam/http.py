@@ -49,6 +49,10 @@ def loopback_ip(host: str | None) -> bool:
         return False
 
 
+# What goes to a URL checked under a setting's name, where "a credential" would not say it.
+CARRIES = {"NOTIFY_URL": "the drift report (with NOTIFY_TOKEN, when set)"}
+
+
 def check_credential_url(url: str, what: str) -> str:
     """`url` when a credential may be sent to it; ConfigError otherwise."""
     parts = urlsplit(url)
@@ -57,7 +61,7 @@ def check_credential_url(url: str, what: str) -> str:
     if parts.scheme == "http" and loopback_ip(parts.hostname):
         return url
     raise ConfigError(
-        f"{what}={url!r}: a credential goes only to an https:// URL "
+        f"{what}={url!r}: {CARRIES.get(what, 'a credential')} goes only to an https:// URL "
         "(plain http only to a loopback address such as 127.0.0.1 or ::1)",
         hint="use the service's https address",
     )
