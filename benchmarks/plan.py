@@ -73,6 +73,11 @@ def _cpu_ticks() -> tuple[int, int]:
     return sum(values), values[3] + values[4]
 
 
+def _busy_seconds(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """CPU-s every core of the machine spent between two `_cpu_ticks()` readings."""
+    return ((after[0] - before[0]) - (after[1] - before[1])) / TICK
+
+
 def timed(repo: Path, env: dict[str, str], *args: str) -> float:
     """Wall time of one `inv plan ARGS` (exit 0 or 2); its CPU time (the runner, Ansible and
     their children, not the hosts' side of SSH) goes to CPU under its arguments."""
@@ -85,8 +90,7 @@ def timed(repo: Path, env: dict[str, str], *args: str) -> float:
     CPU.setdefault(" ".join(args), []).append(_children_cpu() - cpu0)
     busy = 1 - (ticks[1] - ticks0[1]) / max(1, ticks[0] - ticks0[0])
     BUSY.setdefault(" ".join(args), []).append(busy)
-    used = (ticks[0] - ticks0[0]) - (ticks[1] - ticks0[1])
-    MACHINE.setdefault(" ".join(args), []).append(used / TICK)
+    MACHINE.setdefault(" ".join(args), []).append(_busy_seconds(ticks0, ticks))
     if proc.returncode not in (0, 2):
         raise SystemExit(
             f"inv plan {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-800:]!r}"
@@ -99,8 +103,7 @@ def startup_cpu(repo: Path, env: dict[str, str]) -> float:
     again but the whole plan pays once."""
     ticks0 = _cpu_ticks()
     subprocess.run([INV, "--list"], cwd=repo, env=env, capture_output=True, check=True)
-    ticks = _cpu_ticks()
-    return ((ticks[0] - ticks0[0]) - (ticks[1] - ticks0[1])) / TICK
+    return _busy_seconds(ticks0, _cpu_ticks())
 
 
 def machine_floor(layers: tuple[str, ...], startup: float) -> float:
