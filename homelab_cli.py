@@ -126,6 +126,11 @@ class HomelabProgram(Program):
             signal.signal(signum, _stop)
         try:
             super().run(argv, exit)
+        except BrokenPipeError:
+            # `inv --help | head`: core help is printed before the tasks (and their hook for a
+            # closed pipe) are loaded. End as Unix tools do: quietly, 141 (128 + SIGPIPE).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(141) from None
         finally:
             release_debug_log()
 

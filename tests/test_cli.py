@@ -41,7 +41,9 @@ def test_up_rejects_bad_layer_ranges(sample_repo: Path) -> None:
     assert "Traceback" not in bad.output + backwards.output
 
 
-@pytest.mark.parametrize("argv", [["--list"], ["env.show", "--all"]])
+@pytest.mark.parametrize(
+    "argv", [["--list"], ["env.show", "--all"], ["--help"], ["--print-completion-script", "bash"]]
+)
 def test_a_closed_pipe_ends_quietly_with_141(sample_repo: Path, argv: list[str]) -> None:
     """`inv ... | head`: Invoke's own output (--list) and a task's alike stop without a traceback."""
     read_end, write_end = os.pipe()
