@@ -120,6 +120,21 @@ def test_a_missing_positional_is_the_projects_error(sample_repo: Path) -> None:
     assert result.returncode == 2, str(result)
     assert "error: env.check needs LAYER: one of l0, l1, l2, l3, l4, cluster, host" in result.stderr
     assert "Traceback" not in result.output
+    # The inventory's groups and the clusters, read from the checkout, not the sample's names.
+    hosts = sample_repo / "inventory" / "hosts.yaml"
+    hosts.write_text(hosts.read_text().replace("\n  homelab:", "\n  garage:", 1))
+    (sample_repo / "inventory" / "clusters" / "lab2").mkdir()
+    (sample_repo / "inventory" / "clusters" / "lab2" / "cluster.yaml").write_text("name: lab2\n")
+    for task, wanted in [
+        ("l3.converge", "needs GROUP: one of all, "),
+        ("l4.converge", "needs GROUP: one of all, "),
+        ("l3.reboot", "needs GROUP: one of all, "),
+        ("gitops.bootstrap", "needs CLUSTER: one of home, lab2"),
+    ]:
+        missing_one = run_inv(sample_repo, task)
+        assert missing_one.returncode == 2 and wanted in missing_one.stderr, str(missing_one)
+        if task != "gitops.bootstrap":
+            assert "garage" in missing_one.stderr and "homelab" not in missing_one.stderr
     from invoke.parser import Parser, ParserContext
     from invoke.parser.argument import Argument
 

@@ -344,8 +344,21 @@ def validate(run, k8s_version=None):
     )
 
 
+def _cluster_names() -> list[str]:
+    """The clusters with an inventory/clusters/NAME/cluster.yaml, for the error when CLUSTER is
+    left out."""
+    try:
+        from tasks.runtime.project import Project
+
+        folder = Project.current().inventory / "clusters"
+        return sorted(p.parent.name for p in folder.glob("*/cluster.yaml")) or ["(none yet)"]
+    except Exception:  # the names are a courtesy
+        return []
+
+
 @task(
     area=lambda kwargs: f"gitops-bootstrap-{kwargs['cluster']}",
+    choices={"cluster": _cluster_names},
     help={
         "cluster": "the cluster: inventory/clusters/CLUSTER/cluster.yaml",
         "dry_run": "print what would be done without cloning or touching the cluster",

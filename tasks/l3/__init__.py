@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.l3.converge import CONVERGE_HELP, HOSTS_HELP
+from tasks.l3.converge import CONVERGE_HELP, HOSTS_HELP, group_names
 from tasks.runtime.cli import task
 from tasks.runtime.pipeline import LayerStage, register_stage
 
@@ -24,7 +24,7 @@ register_stage(
 )
 
 
-@task(area="l3", help=CONVERGE_HELP)
+@task(area="l3", help=CONVERGE_HELP, choices={"group": group_names})
 def converge(
     run, group, tags=None, limit=None, check=False, wait=None, parallel=None, dry_run=False
 ):
@@ -80,6 +80,7 @@ def exec_(
 @task(
     area="l3",
     traced=True,
+    choices={"group": group_names},
     help={
         "group": HOSTS_HELP,
         "apply": "really reboot (without it: a dry run listing what would happen)",

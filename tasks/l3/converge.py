@@ -25,6 +25,19 @@ CONVERGE_HELP = {
     "dry_run": "read only (SSH, then Ansible's check mode) and print the plan; change nothing",
 }
 
+
+
+def group_names() -> list[str]:
+    """`all` and the inventory's groups, for the error when GROUP is left out (no env needed)."""
+    try:
+        from tasks.l3.inventory import load_inventory
+        from tasks.runtime.project import Project
+
+        return ["all", *load_inventory(Project.current()).groups]
+    except Exception:  # the names are a courtesy: the task itself reports a broken inventory
+        return []
+
+
 # cloud-init's `status --wait` exits 0 when done and 2 when done with recoverable errors.
 CLOUD_INIT_WAIT = (
     "command -v cloud-init >/dev/null 2>&1 || exit 0; "

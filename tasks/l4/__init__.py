@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.l3.converge import CONVERGE_HELP
+from tasks.l3.converge import CONVERGE_HELP, group_names
 from tasks.runtime.cli import task
 from tasks.runtime.pipeline import LayerStage, register_stage
 
@@ -27,6 +27,7 @@ register_stage(
 
 @task(
     area="l4",
+    choices={"group": group_names},
     help={**CONVERGE_HELP, "tags": "only these apps (Ansible tags, comma-separated), e.g. whoami"},
 )
 def converge(
