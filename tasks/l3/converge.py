@@ -26,7 +26,6 @@ CONVERGE_HELP = {
 }
 
 
-
 def group_names() -> list[str]:
     """`all` and the inventory's groups, for the error when GROUP is left out (no env needed)."""
     try:
