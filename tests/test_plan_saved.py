@@ -149,11 +149,19 @@ def test_bad_saved_plans_and_flag_mixes_are_exit_2(lab) -> None:
     assert up_traces(repo)[-1]["steps"] == [], "no stage ran"
     assert inv(lab, "plan", "--layer", "l2", "--out", "ok.json").returncode == 2
     good = json.loads((repo / "ok.json").read_text())
-    for key, value in (("created_epoch", float("nan")), ("layers", "l2"), ("summary", [])):
+    for key, value, said in (
+        ("created_epoch", float("nan"), "created_epoch"),
+        ("layers", "l2", "layers"),
+        ("summary", [], "summary"),
+        ("layers", ["bogus"], "layers (unknown: bogus)"),
+        ("facts", {"l2": "x"}, "facts.l2"),
+        ("facts", {"l2": {"digest": "d", "items": {"vm": [1, 2]}}}, "facts.l2"),
+    ):
         (repo / "edited.json").write_text(json.dumps({**good, key: value}))
         edited = inv(lab, "up", "--plan", "edited.json")
         assert edited.returncode == 2, edited
-        assert f"not a saved plan: {key} missing or malformed" in edited.stderr, edited
+        assert f"not a saved plan: {said} missing or malformed" in edited.stderr, edited
+        assert "a bug in the runner" not in edited.stderr, edited
 
 
 def test_a_bad_out_is_said_before_the_reads_and_never_inside_the_declarations(lab) -> None:
@@ -174,6 +182,58 @@ def test_a_bad_out_is_said_before_the_reads_and_never_inside_the_declarations(la
         "nothing was read for a plan that cannot be saved"
     )
     assert not (repo / "inventory" / "plan.json").exists()
+    # A device, pipe or link would be replaced by a regular file (the write is a rename).
+    for special in ("/dev/null", str(_fifo(repo)), str(_link(repo))):
+        result = inv(lab, "plan", "--layer", "l2", "--out", special)
+        assert result.returncode == 1 and "not a regular file" in result.stderr, result
+    assert stat.S_ISCHR(Path("/dev/null").stat().st_mode)
+    assert stat.S_ISFIFO(_fifo(repo).lstat().st_mode) and _link(repo).is_symlink()
+    assert not (repo / "target.json").exists()
+    history = inv(lab, "plan", "--layer", "l2", "--out", ".work/traces/x.json")
+    assert history.returncode == 1 and "keeps for itself" in history.stderr, history
+    assert len(pve.served.pve.requests) == before
+
+
+def _fifo(repo: Path) -> Path:
+    import os
+
+    path = repo / "plan.fifo"
+    if not path.exists():
+        os.mkfifo(path)
+    return path
+
+
+def _link(repo: Path) -> Path:
+    path = repo / "plan-link.json"
+    if not path.is_symlink():
+        path.symlink_to(repo / "target.json")
+    return path
+
+
+def test_a_fresh_checkouts_work_folder_takes_a_plan_and_a_dry_run_writes_none(lab) -> None:
+    import shutil
+
+    sample_repo, _pve = lab
+    shutil.rmtree(sample_repo / ".work", ignore_errors=True)
+    dry = inv(lab, "--dry", "plan", "--layer", "l2", "--out", ".work/dry.json")
+    assert dry.returncode == 2 and "the plan was not saved" in dry.stderr, dry
+    assert not (sample_repo / ".work" / "dry.json").exists()
+    saved = inv(lab, "plan", "--layer", "l2", "--out", ".work/plans/plan.json")
+    assert saved.returncode == 2 and "plan saved to" in saved.stderr, saved
+    assert (sample_repo / ".work" / "plans" / "plan.json").is_file()
+    for folder in (sample_repo / ".work", sample_repo / ".work" / "plans"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    broken = inv(
+        lab,
+        "plan",
+        "--layer",
+        "l2",
+        "--out",
+        ".work/p.json",
+        PVE_ACCESS_HOST="https://127.0.0.1:9",
+        PVE_RETRIES="1",
+    )
+    assert broken.returncode == 1 and "refuses it" in " ".join(broken.stderr.split()), broken
 
 
 def test_the_declarations_digest_skips_what_runs_write_and_never_hashes_a_secret(

@@ -178,7 +178,9 @@ def run(
     With `machine`, `-machine-readable` output is read into it and shown as plain text.
     Never raises on a non-zero exit (the caller words the failure).
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    from tasks.runtime.files import make_dirs
+
+    make_dirs(log_path.parent)
     with log_path.open("a", encoding="utf-8") as log:
         log.write(mask(f"$ packer {' '.join(args)}") + "\n")
         log.flush()

@@ -508,7 +508,9 @@ class Builder:
         import tempfile
 
         tmp_root = self.work / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
+        from tasks.runtime.files import make_dirs
+
+        make_dirs(tmp_root)
         scratch = Path(tempfile.mkdtemp(prefix="render-", dir=tmp_root))
         try:
             for index, node in enumerate(batch):
@@ -560,7 +562,9 @@ def _write_cache(path: Path, text: str) -> None:
     fails to load), and a hundred fsyncs would cost more than the renders they keep."""
     import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from tasks.runtime.files import make_dirs
+
+    make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -88,6 +88,8 @@ def _text(path: Path, data: bytes) -> str:
 
 def private_folder(folder: Path) -> None:
     """Create `folder` (and missing parents) and make it 0700."""
-    folder.mkdir(parents=True, exist_ok=True)
+    from tasks.runtime.files import make_dirs
+
+    make_dirs(folder)
     if (folder.stat().st_mode & 0o777) != FOLDER_MODE:
         os.chmod(folder, FOLDER_MODE)

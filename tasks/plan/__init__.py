@@ -21,6 +21,11 @@ def parse_layers(raw: list[str] | None) -> list[str]:
     from tasks.runtime.errors import ConfigError
 
     wanted = [p.strip().lower() for value in raw or [] for p in str(value).split(",") if p.strip()]
+    if raw and not wanted:  # `--layer "$L"` with L unset: never "every layer" (SSH to each host)
+        raise ConfigError(
+            "--layer: no layer named (an empty value)",
+            hint=f"name one or more of {', '.join(LAYER_NAMES)}, or leave --layer out for all",
+        )
     unknown = [w for w in wanted if w not in LAYER_NAMES]
     if unknown:
         raise ConfigError(
@@ -147,11 +152,17 @@ def _plan(run, layer, json, quiet, deep, out, reported: list[bool]) -> None:
         from tasks.runtime.console import progress, wrap
 
         saved = write_saved(run, out, plans, deep=deep, was_dry=was_dry)
-        note = (
-            f"plan saved to {saved}: apply it with `inv up --plan {out}` (within PLAN_MAX_AGE)"
-            if saved is not None
-            else f"dry run: the plan was not saved to {out}"
-        )
+        if saved is None:
+            note = f"dry run: the plan was not saved to {out}"
+        elif result["errors"]:
+            note = (
+                f"plan saved to {saved}, with {result['errors']} item(s) in error: "
+                f"`inv up --plan {out}` refuses it until a plan reads every layer"
+            )
+        else:
+            note = (
+                f"plan saved to {saved}: apply it with `inv up --plan {out}` (within PLAN_MAX_AGE)"
+            )
         for line in wrap(note, indent="  "):
             progress(line)
     if result["errors"]:

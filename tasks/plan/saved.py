@@ -276,10 +276,27 @@ def check_out_path(project: Project, raw: str) -> Path:
     path = resolve_path(raw)
     if path.is_dir():
         raise ConfigError(f"--out {raw}: is a folder; name a file in it", hint=hint)
-    if not path.parent.is_dir():
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        # The plan replaces the file (write, then rename): a device such as /dev/null, a pipe or
+        # a link would be replaced by a regular file, not written through.
+        raise ConfigError(
+            f"--out {raw}: not a regular file (a device, pipe or link); the saved plan replaces "
+            "the file it names",
+            hint=hint,
+        )
+    work = project.work.resolve()
+    under_work = path.parent.resolve() == work or work in path.parent.resolve().parents
+    if not path.parent.is_dir() and not under_work:  # .work/ and its folders are made on use
         raise ConfigError(f"--out {raw}: the folder {path.parent} does not exist", hint=hint)
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    writable = path.parent if path.parent.is_dir() else project.root
+    if not os.access(writable, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ConfigError(f"--out {raw}: not writable by this user", hint=hint)
+    if under_work and path.parent.resolve() != work:
+        inner = path.parent.resolve().relative_to(work).parts[0]
+        if inner in ("traces", "locks"):
+            raise ConfigError(
+                f"--out {raw}: inside .work/{inner}/, which the runner keeps for itself", hint=hint
+            )
     try:
         rel = path.resolve().relative_to(project.root.resolve()).as_posix()
     except ValueError:
@@ -300,6 +317,8 @@ def write_saved(
     a real write unless the operator asked for a dry run (`inv --dry plan --out F` writes nothing).
     `raw` was checked (`check_out_path`) before the reads."""
     path = resolve_path(raw)
+    if was_dry:  # `inv --dry plan --out F` writes nothing, inside .work/ too
+        return None
     text = json.dumps(build_saved(run, plans, deep=deep), indent=2) + "\n"
     from tasks.runtime.console import progress
 
@@ -350,12 +369,36 @@ def load_saved(raw: str) -> tuple[Path, dict[str, Any]]:
         ]
         if not wrong and not all(isinstance(n, str) for n in data["layers"]):
             wrong = ["layers"]
+        if not wrong:
+            wrong = _inner_problems(data)
         if not wrong and not math.isfinite(data["created_epoch"]):
             wrong = ["created_epoch"]
         problem = f"not a saved plan: {', '.join(wrong)} missing or malformed" if wrong else ""
     if problem:
         raise ConfigError(f"--plan {raw}: {problem}", hint="make one: inv plan --out FILE")
     return path, data
+
+
+def _inner_problems(data: dict[str, Any]) -> list[str]:
+    """The saved plan's layers and facts as `inv plan --out` writes them, or what is not."""
+    from tasks.plan import LAYER_NAMES
+
+    unknown = [n for n in data["layers"] if n not in LAYER_NAMES]
+    if unknown:
+        return [f"layers (unknown: {', '.join(unknown)})"]
+    for layer, facts in data["facts"].items():
+        items = facts.get("items") if isinstance(facts, dict) else None
+        if (
+            not isinstance(facts, dict)
+            or layer not in LAYER_NAMES
+            or not isinstance(facts.get("digest"), str)
+            or not isinstance(items, dict)
+            or not all(
+                isinstance(i, dict) and isinstance(i.get("digest"), str) for i in items.values()
+            )
+        ):
+            return [f"facts.{layer}"]
+    return []
 
 
 def age_text(seconds: float) -> str:

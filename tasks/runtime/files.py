@@ -36,10 +36,51 @@ def _remove_dead_temps(path: Path) -> None:
             leftover.unlink()
 
 
+def make_private_dirs(folder: Path) -> None:
+    """`folder` and every missing folder above it, each 0700 (`mkdir(parents=True)` gives the
+    parents the umask's mode: `.work/` itself would be world-readable)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            each.mkdir(mode=0o700)
+
+
+def make_dirs(folder: Path) -> None:
+    """`folder` and its missing parents: 0700 under `.work/` (generated state is private), the
+    umask's mode elsewhere."""
+    if _private(folder):
+        make_private_dirs(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _refuse_special(path: Path) -> None:
+    """A write replaces the file (a rename): a device such as /dev/null, a pipe or a socket would
+    be swapped for a regular file, so they are refused (links are replaced, as before)."""
+    import stat
+
+    from tasks.runtime.errors import ConfigError
+
+    try:
+        kind = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(kind) or stat.S_ISLNK(kind)):
+        raise ConfigError(
+            f"{path}: not a regular file (a device, pipe or socket); the runner writes a file by "
+            "replacing it",
+            hint="name a regular file, or move this one away",
+        )
+
+
 def _stage(path: Path, data: str | bytes, mode: int | None) -> str:
     """Write `data` to a temporary file beside `path` (fsynced, final mode set); its name."""
+    _refuse_special(path)
     private = _private(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+    make_dirs(path.parent)
     if mode is None and private and not path.exists():
         mode = 0o600
     _remove_dead_temps(path)

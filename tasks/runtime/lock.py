@@ -69,7 +69,9 @@ class RunLock:
                 f"{folder} is not a folder: the runner keeps its locks there",
                 hint=f"remove the file {folder} (or run `inv clean`)",
             )
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from tasks.runtime.files import make_private_dirs
+
+        make_private_dirs(folder)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:

@@ -349,7 +349,7 @@ class Run:
         import getpass
         import platform
 
-        from tasks.runtime.files import atomic_write_json
+        from tasks.runtime.files import atomic_write_json, make_private_dirs
 
         ended = time.time()
         self._learn_file_secrets()
@@ -384,7 +384,7 @@ class Run:
             **mask_data(self.extra),
         }
         path = self._trace_path(running=running)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(path.parent)
         atomic_write_json(path, payload, mode=0o600)
         return path
 

@@ -121,7 +121,9 @@ class _CheckedPolicy(paramiko.MissingHostKeyPolicy):
 
 def record_host_key(path: Path, hostname: str, key: paramiko.PKey, target_name: str) -> None:
     """Append a first-seen key under a lock; another process's differing record wins (refused)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from tasks.runtime.files import make_dirs
+
+    make_dirs(path.parent)
     with path.open("a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         fh.seek(0)
