@@ -128,30 +128,60 @@ def test_every_run_keeps_only_the_last_runs(sample_repo: Path) -> None:
     assert len(traces) == 2, traces
 
 
-def test_a_plan_keeps_only_the_last_runs_but_the_newest_up_stays(sample_repo: Path) -> None:
-    """`inv plan` (a dry run of the seam, not of the operator's choosing) applies retention too,
-    and retention never takes the newest real `inv up`, which `inv up --resume` reads."""
-    folder = sample_repo / ".work" / "traces"
-    folder.mkdir(parents=True)
-    up = folder / "up-20260101T100000Z-7.json"
-    up.write_text(
+def _fake_up(folder: Path, day: int, *, ran: bool) -> Path:
+    """An `inv up` trace: one that failed in its L3 stage, or one that ran no stage (refused)."""
+    run = f"2026010{day}T100000Z-{day}"
+    steps = [{"id": "stage l3", "outcome": "failed"}] if ran else []
+    path = folder / f"up-{run}.json"
+    path.write_text(
         json.dumps(
             {
-                "run": "20260101T100000Z-7",
+                "run": run,
                 "task": "up",
-                "started": "2026-01-01T10:00:00Z",
+                "started": f"2026-01-0{day}T10:00:00Z",
                 "outcome": "failed",
-                "exit_code": 4,
+                "exit_code": 4 if ran else 3,
+                "up_chain": ["l0", "l1", "l2", "l3"] if ran else [],
+                "up_steps": {"l3": "stage l3"} if ran else {},
+                "steps": steps,
             }
         )
     )
-    for n in range(1, 5):
+    return path
+
+
+def test_a_plan_keeps_only_the_last_runs_but_the_up_to_resume_stays(sample_repo: Path) -> None:
+    """`inv plan` (a dry run of the seam, not of the operator's choosing) applies retention too,
+    and retention never takes the `inv up` that `inv up --resume` reads, also when a newer `up`
+    that ran no stage (a refused `--plan`) came since."""
+    folder = sample_repo / ".work" / "traces"
+    folder.mkdir(parents=True)
+    failed = _fake_up(folder, 1, ran=True)
+    _fake_up(folder, 2, ran=False)
+    for n in range(3, 6):
         _fake_trace(folder, n)
     for _ in range(3):
         planned = run_inv(sample_repo, "plan", "--layer", "l1", env=_env(RUNS_KEEP="2"))
         assert planned.returncode in (1, 2), planned  # L1 without Proxmox: an error row
     left = sorted(p.name for p in folder.glob("*.json"))
-    assert len(left) == 3 and up.name in left, left
+    assert len(left) == 3 and failed.name in left, left
+
+
+def test_last_is_the_last_operation_not_a_look_at_the_history(sample_repo: Path) -> None:
+    folder = sample_repo / ".work" / "traces"
+    folder.mkdir(parents=True)
+    _fake_trace(folder, 1)
+    typo = run_inv(sample_repo, "runs.show", "lats", env=_env())
+    assert typo.returncode == 2, typo  # a failed look, itself recorded
+    shown = json.loads(run_inv(sample_repo, "runs.show", "last", "--json", env=_env()).stdout)
+    assert shown["task"] == "l2.apply", shown
+    plan = json.loads(_fake_trace(folder, 2).read_text())
+    (folder / "plan-20260102T100000Z-102.json").write_text(
+        json.dumps({**plan, "task": "plan", "outcome": "failed", "exit_code": 2})
+    )
+    listed = json.loads(run_inv(sample_repo, "runs", "--json", env=_env()).stdout)
+    (entry,) = [r for r in listed if r["task"] == "plan"]
+    assert entry["outcome"] == "changes pending", entry  # as the table says, not "failed"
 
 
 def test_traces_cut_short_or_edited_by_hand_are_listed_as_unreadable(sample_repo: Path) -> None:

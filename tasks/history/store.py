@@ -21,6 +21,7 @@ DEFAULT_KEEP = 50
 
 # The fields the history reads, and what each must be (a trace edited by hand, or cut short by a
 # full disk, is listed as unreadable instead of breaking `inv runs` and `inv up --resume`).
+HISTORY_TASKS = ("runs", "runs.show")  # looks at the history: never what `last` means
 NONE = type(None)
 _TEXT, _NUMBER, _LIST, _MAP = (str, NONE), (int, float, NONE), (list, NONE), (dict, NONE)
 _FIELDS: dict[str, tuple[type, ...]] = {
@@ -104,6 +105,13 @@ class RunEntry:
         return outcome if code in (0, None) else f"{outcome} (exit {code})"
 
     @property
+    def state(self) -> str | None:
+        """The trace's outcome, with plan's exit 2 read as Terraform's "changes pending"."""
+        if self.data.get("task") == "plan" and self.data.get("exit_code") == 2:
+            return "changes pending"
+        return self.data.get("outcome")
+
+    @property
     def command(self) -> str:
         argv = [str(a) for a in self.data.get("argv") or []][1:]  # masked when written
         return " ".join(argv) or str(self.task or "?")
@@ -139,7 +147,7 @@ class RunEntry:
             "started": self.started,
             "ended": self.data.get("ended"),
             "seconds": self.data.get("seconds"),
-            "outcome": "unreadable" if self.problem else self.data.get("outcome"),
+            "outcome": "unreadable" if self.problem else self.state,
             "problem": self.problem,
             "exit_code": self.data.get("exit_code"),
             "dry_run": self.data.get("dry_run"),
@@ -191,8 +199,8 @@ def find_run(work: Path, wanted: str) -> RunEntry:
     if not runs:
         raise ConfigError("no runs recorded yet under .work/traces/", hint="`inv runs` lists them")
     text = wanted.strip()
-    if text in ("last", "latest"):
-        return runs[0]
+    if text in ("last", "latest"):  # the last operation, not an earlier look at the history
+        return next((r for r in runs if r.task not in HISTORY_TASKS), runs[0])
     exact = [r for r in runs if text in (r.id, r.path.name, r.path.stem)]
     if exact:
         return exact[0]
@@ -224,9 +232,36 @@ def to_epoch(stamp: str | None) -> float | None:
         return None
 
 
+def ran_stages(entry: RunEntry) -> bool:
+    """An `inv up` that got as far as running (not only planning) one of its stages."""
+    data = entry.data
+    steps = set((data.get("up_steps") or {}).values())
+    return bool(data.get("up_chain")) and any(
+        s.get("id") in steps and s.get("outcome") not in ("planned", "skipped")
+        for s in data.get("steps") or []
+    )
+
+
+def resumable_up(runs: list[RunEntry]) -> RunEntry | None:
+    """What `inv up --resume` reads: the newest real `up` that ran stages, or a newer one whose
+    trace cannot be read (which then refuses the resume)."""
+    return next(
+        (
+            e
+            for e in runs
+            if e.task == "up"
+            and not e.running
+            and not e.data.get("dry_run")
+            and (e.problem or ran_stages(e))
+        ),
+        None,
+    )
+
+
 def beyond_retention(work: Path, keep: int) -> list[Path]:
     """The finished traces older than the newest `keep` runs (a run in progress is never one),
-    except the newest real `inv up`: `inv up --resume` reads it, however many runs came since."""
+    except the `inv up` that `inv up --resume` reads, however many runs came since (a later `up`
+    that ran no stage, a refused `--plan` say, does not replace it)."""
     finished = [r for r in load_runs(work) if not r.running]
-    last_up = next((r for r in finished if r.task == "up" and not r.data.get("dry_run")), None)
-    return [r.path for r in finished[keep:] if r is not last_up]
+    kept = resumable_up(finished)
+    return [r.path for r in finished[keep:] if r is not kept]

@@ -38,25 +38,11 @@ class Resumable:
         return self.chain[self.chain.index(self.failed) :]
 
 
-def _ran_stages(entry: RunEntry) -> bool:
-    data = entry.data
-    steps = set((data.get("up_steps") or {}).values())
-    return bool(data.get("up_chain")) and any(
-        s.get("id") in steps and s.get("outcome") not in ("planned", "skipped")
-        for s in data.get("steps") or []
-    )
-
-
 def last_up(run: Run) -> Resumable:
     """The newest real `up` that ran stages; refused unless it stopped at one of them."""
-    from tasks.history.store import load_runs
+    from tasks.history.store import load_runs, resumable_up
 
-    ups = [
-        e
-        for e in load_runs(run.project.work)
-        if e.task == "up" and not e.running and not e.data.get("dry_run")
-    ]
-    entry = next((e for e in ups if e.problem or _ran_stages(e)), None)
+    entry = resumable_up(load_runs(run.project.work))
     if entry is not None and entry.problem:
         # A newer `up` whose trace cannot be read: resuming an older one would run the wrong stages.
         raise RefusedError(
