@@ -262,3 +262,12 @@ def test_a_packer_input_edit_shows_in_l1_only_and_a_gone_template_too(lab) -> No
     gone = json.loads(inv(lab, "plan", "--layer", "l1", "--json").stdout)
     (k3s,) = [i for i in layer(gone, "l1")["items"] if i["name"] == "debian12-k3s"]
     assert "stable template 9000 is gone from Proxmox" in k3s["detail"], k3s
+
+
+def test_a_missing_proxmox_secret_is_one_l0_error_not_two(lab) -> None:
+    """As `inv l0.runway`: the env row names the missing value; no second "settings" row."""
+    result = inv(lab, "plan", "--layer", "l0", "--json", PM_TOKEN_SECRET="")
+    assert result.returncode == 1, str(result)
+    items = layer(json.loads(result.stdout), "l0")["items"]
+    named = [i["name"] for i in items if "PM_TOKEN_SECRET" in i["detail"]]
+    assert named == ["env: required variables"], items

@@ -92,7 +92,10 @@ def read_l0(run: Run) -> LayerPlan:
 
         probes += api_probes(inputs, ProxmoxClient.from_run(run))
     except ConfigError as exc:
-        plan.items.append(Item("env: Proxmox settings", ERROR, _first_line(exc)))
+        # As `inv l0.runway`: the env rows already name a missing value (one error, not two); a
+        # value that is there but unusable shows up only here.
+        if getattr(exc, "problems", [exc.message]):
+            plan.items.append(Item("env: Proxmox settings", ERROR, _first_line(exc)))
     rows = run_probes(probes)
     passed = 0
     for row in rows:
