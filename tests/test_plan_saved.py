@@ -253,7 +253,13 @@ def test_the_declarations_digest_skips_what_runs_write_and_never_hashes_a_secret
     (sample_repo / "layers/l1/artifacts/x").mkdir(parents=True)
     (sample_repo / "layers/l1/artifacts/x/stable.json").write_text("{}\n")
     (sample_repo / "layers/l3/site.retry").write_text("web1\n")
+    # Nor an editor's leftovers beside a declaration (vim swap, emacs backup and lock, macOS).
+    for leftover in (".vms.hcl.swp", "vms.hcl~", ".#vms.hcl", "#vms.hcl#", ".DS_Store"):
+        (sample_repo / "layers/l2" / leftover).write_text("x\n")
     assert declarations(project) == before
+    (sample_repo / "layers/l2/extra.hcl").write_text("# a new declaration\n")
+    assert "layers/l2/extra.hcl" in declarations(project)
+    (sample_repo / "layers/l2/extra.hcl").unlink()
     # A secret's value never reaches a digest: by name in a file of secrets, or in any env file.
     secrets = sample_repo / "inventory/profiles/secrets.env"
     secrets.write_text("PVE_TOKEN_SECRET=first-value\n")

@@ -45,6 +45,9 @@ STAGE_OF = {
 DECLARED = ("layers", "inventory")
 RUNNER_WRITTEN = ("inventory/ssh/", "layers/l1/artifacts/")  # recorded host keys, L1 builds
 SKIPPED_PARTS = {"__pycache__", ".git"}
+# Editors' and file managers' leftovers (vim, emacs, nano, macOS): an open editor must not make
+# every saved plan and `inv up --resume` refuse with "declarations changed".
+EDITOR_LEFTOVERS = re.compile(r"(~|\.sw[a-p]|\.save|\.orig|\.rej)$|^(\.#|#.*#$)|^\.DS_Store$")
 # Files of secrets: only their variable names count (a digest of a short secret can be guessed).
 SECRET_FILES = {"inventory/profiles/secrets.env", "inventory/host/config/host.env"}
 _ENV_KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", re.MULTILINE)
@@ -97,6 +100,7 @@ def declarations(project: Project) -> dict[str, str]:
             if (
                 not path.is_file()
                 or SKIPPED_PARTS.intersection(rel.split("/"))
+                or EDITOR_LEFTOVERS.search(path.name)
                 or rel.startswith(RUNNER_WRITTEN)
                 or _generated(rel, patterns)
             ):
