@@ -369,6 +369,15 @@ class HomelabProgram(Program):
             import ast
 
             token = str(ast.literal_eval(found.group(1)))
+            swallowed = [
+                str(a.raw_value)
+                for a in (ctx.positional_args if ctx is not None and name else [])
+                if FLAG_LIKE.match(str(a.raw_value or ""))
+            ]
+            if swallowed and not token.startswith("-"):
+                # `inv runs.show --jsn last`: Invoke took the misspelt flag as the positional,
+                # then found `last` left over. The flag is what is wrong.
+                token = swallowed[0]
             if token.startswith("-") and name:
                 close = difflib.get_close_matches(token, flags, n=3)
                 message = f"{name} has no flag {token}"

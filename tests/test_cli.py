@@ -97,6 +97,9 @@ def test_a_misspelt_task_or_flag_is_bad_input_with_the_nearest_names(sample_repo
     flag = run_inv(sample_repo, "clean", "--al")
     assert flag.returncode == 2, str(flag)
     assert "error: clean has no flag --al" in flag.stderr and "did you mean --all?" in flag.stderr
+    before = run_inv(sample_repo, "runs.show", "--jsn", "last")  # taken as the positional
+    assert before.returncode == 2, str(before)
+    assert "runs.show has no flag --jsn" in before.stderr and "--json?" in before.stderr, before
     value = run_inv(sample_repo, "up", "--from")
     assert value.returncode == 2 and "error: up: --from needs a value" in value.stderr, value
     # Invoke hands a left-out positional the next token: a flag-like one is a misspelt flag.
