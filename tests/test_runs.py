@@ -63,6 +63,10 @@ def test_an_id_that_is_not_there_is_exit_2_naming_the_runs(sample_repo: Path) ->
     run_inv(sample_repo, "runs.show", "nope", env=_env())  # now one (failed) run is recorded
     again = run_inv(sample_repo, "runs.show", "nope", env=_env())
     assert again.returncode == 2 and "no run 'nope'" in again.stderr, again
+    bare = run_inv(sample_repo, "runs.show", env=_env())
+    assert bare.returncode == 2 and "needs ID: one of last, " in bare.stderr, bare
+    empty = run_inv(sample_repo, "runs", "--last", "", env=_env())
+    assert empty.returncode == 2 and "--last: no number given" in empty.stderr, empty
 
 
 def _fake_trace(folder: Path, n: int) -> Path:
@@ -191,6 +195,10 @@ def test_traces_cut_short_or_edited_by_hand_are_listed_as_unreadable(sample_repo
     (folder / "l2-apply-20260102T100000Z-9.json").write_text('{"run": "20260102T1')
     (folder / "l2-apply-20260103T100000Z-8.json").write_text('{"steps": "x"}')
     (folder / "up-20260104T100000Z-6.running.json").write_text("[1, 2]")
+    endless = json.loads(_fake_trace(folder, 5).read_text())  # JSON strict parsers reject
+    (folder / "l2-apply-20260105T100000Z-105.json").write_text(
+        json.dumps({**endless, "started_epoch": float("inf")})
+    )
     listed = run_inv(sample_repo, "runs", env=_env())
     assert listed.returncode == 0 and "unreadable trace" in listed.stdout, listed
     runs = json.loads(run_inv(sample_repo, "runs", "--json", env=_env()).stdout)
@@ -198,6 +206,8 @@ def test_traces_cut_short_or_edited_by_hand_are_listed_as_unreadable(sample_repo
     assert by_id["20260102T100000Z-9"]["outcome"] == "unreadable", runs
     assert by_id["20260103T100000Z-8"]["problem"] == "'steps' is a str", runs
     assert by_id["20260101T100000Z-101"]["outcome"] == "ok", runs
+    assert "not a finite number" in by_id["20260105T100000Z-105"]["problem"], runs
+    assert "Infinity" not in run_inv(sample_repo, "runs", "--json", env=_env()).stdout
     shown = run_inv(sample_repo, "runs.show", "20260103T100000Z-8", env=_env())
     assert shown.returncode == 2 and "cannot be read" in shown.stderr, shown
     resume = run_inv(sample_repo, "up", "--resume", env=_env())

@@ -12,7 +12,8 @@ WIDTH = 120
 def _ids() -> list[str]:
     from tasks.history.store import run_ids
 
-    return run_ids()
+    ids = run_ids()
+    return ["last", *ids] if ids and ids[0] != "(no runs yet)" else ids
 
 
 def _lines_table(columns: list[str], rows: list[list[str]], title: str | None = None) -> None:
@@ -57,6 +58,13 @@ def list_(run, json=False, last=None):
     _learn_secrets(run)
     runs = load_runs(run.project.work)
     if last is not None:
+        if not str(last).strip():
+            from tasks.runtime.errors import ConfigError
+
+            raise ConfigError(
+                "--last: no number given (an empty value)",
+                hint="e.g. --last 10, or leave --last out for every recorded run",
+            )
         runs = runs[: parse_parallel(last, 1, flag="--last")]
     if json:
         import json as jsonlib

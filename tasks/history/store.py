@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,15 @@ _ENTRY_FIELDS: dict[str, tuple[type, ...]] = {
 
 
 def _wrong(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, float) and not math.isfinite(value):
+        return True  # Infinity/NaN: `runs.show --json` would print JSON strict parsers reject
     return isinstance(value, bool) or not isinstance(value, types)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} (not a finite number)"
+    return f"a {type(value).__name__}"
 
 
 def shape_problem(data: Any) -> str | None:
@@ -47,14 +56,14 @@ def shape_problem(data: Any) -> str | None:
         return f"a JSON {type(data).__name__}, not an object"
     for key, types in _FIELDS.items():
         if key in data and _wrong(data[key], types):
-            return f"{key!r} is a {type(data[key]).__name__}"
+            return f"{key!r} is {_kind(data[key])}"
     for key in ("steps", "effects"):
         for entry in data.get(key) or []:
             if not isinstance(entry, dict):
                 return f"{key!r} holds a {type(entry).__name__}"
             for field, types in _ENTRY_FIELDS.items():
                 if field in entry and _wrong(entry[field], types):
-                    return f"a {key[:-1]}'s {field!r} is a {type(entry[field]).__name__}"
+                    return f"a {key[:-1]}'s {field!r} is {_kind(entry[field])}"
     if not all(isinstance(v, str) for v in (data.get("up_steps") or {}).values()):
         return "'up_steps' maps to something other than step ids"
     if not all(isinstance(v, str) for v in data.get("up_chain") or []):
