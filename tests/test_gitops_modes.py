@@ -48,6 +48,11 @@ def test_platform_certs_dry_run_and_already_set(sample_repo: Path) -> None:
     same = run_inv(sample_repo, "platform.certs", "--staging")
     assert same.returncode == 0 and "already as wanted" in same.stdout, same
     assert git(sample_repo, "status", "--porcelain").stdout == ""
+    for flags in ([], ["--prod", "--staging"]):  # says what is set now and what each selects
+        asked = run_inv(sample_repo, "platform.certs", *flags)
+        assert asked.returncode == 2, asked
+        assert "now CERT_ISSUER=letsencrypt-staging in " in asked.stderr, asked
+        assert "--prod` selects letsencrypt-prod" in asked.stderr, asked
 
 
 def test_platform_certs_keeps_single_quotes_and_plain_scalars(sample_repo: Path) -> None:
@@ -67,7 +72,7 @@ def test_platform_certs_keeps_single_quotes_and_plain_scalars(sample_repo: Path)
 
 def test_platform_certs_bad_input(sample_repo: Path) -> None:
     both = run_inv(sample_repo, "platform.certs", "--prod", "--staging")
-    assert both.returncode == 2 and "exactly one" in both.stderr
+    assert both.returncode == 2 and "not both" in both.stderr, both
     (sample_repo / SETTINGS).write_text("data:\n  CERT_ISSUER: [unclosed\n")
     git(sample_repo, "commit", "-qam", "broken")
     broken = run_inv(sample_repo, "platform.certs", "--prod")

@@ -187,11 +187,22 @@ def certs(run, prod=False, staging=False, dry_run=False):
     from tasks.gitops.edits import apply_local_edit, set_data_value
     from tasks.gitops.settings import CERT_ISSUERS, GitOpsSettings
 
-    if prod == staging:
-        raise ConfigError("give exactly one of --prod or --staging")
-    issuer = CERT_ISSUERS["prod" if prod else "staging"]
     settings = GitOpsSettings.load(run)
     path = settings.platform_settings_file
+    if prod == staging:
+        from tasks.gitops.edits import read_data_value
+
+        now = read_data_value(
+            path, "CERT_ISSUER", settings.rel(path), name=settings["platform_settings_name"]
+        )
+        raise ConfigError(
+            "give one of --prod or --staging"
+            + (", not both" if prod else "")
+            + f" (now CERT_ISSUER={now} in {settings.rel(path)})",
+            hint=f"`inv platform.certs --prod` selects {CERT_ISSUERS['prod']}; "
+            f"--staging selects {CERT_ISSUERS['staging']}",
+        )
+    issuer = CERT_ISSUERS["prod" if prod else "staging"]
     old, new, _, encoding = set_data_value(
         path, "CERT_ISSUER", issuer, settings.rel(path), name=settings["platform_settings_name"]
     )

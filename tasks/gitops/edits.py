@@ -140,6 +140,14 @@ def _value_node(text: str, index: int, key: str, where: str) -> Any:
     raise ConfigError(f"{where}: data.{key} is not a one-line value; edit it by hand")
 
 
+def read_data_value(path: Path, key: str, where: str, *, name: str | None = None) -> str | None:
+    """`data.KEY` of the ConfigMap `name` in `path`, as set_data_value finds it."""
+    text, _encoding = read_text(path, where)
+    docs = _documents(text, where)
+    value = _data(docs[_configmap_index(docs, name, key, where)], key, where)[key]
+    return None if value is None else str(value)
+
+
 def set_data_value(
     path: Path, key: str, value: str, where: str, *, name: str | None = None
 ) -> tuple[str, str, str | None, Encoding]:
