@@ -105,7 +105,8 @@ def clean(run, dry_run=False, all=False):
         runs = len(finished) - len(old)
         say(
             f"keep     .work/traces/ (the run history: {runs} earlier run(s) and this one; the "
-            f"newest RUNS_KEEP={keep} stay; `inv clean --all` removes it)"
+            f"newest RUNS_KEEP={keep} stay, and the `inv up` that --resume would continue; "
+            "`inv clean --all` removes it)"
         )
         remove.extend(old)  # older than the newest RUNS_KEEP runs
     if not remove:
