@@ -90,6 +90,12 @@ def build_plan(run: Run, chosen: tuple[Stage, ...]) -> Plan:
         lines = [f"reads: {line}" for line in stage.inputs(run)]
         if stage.hands_off:
             lines.append(f"hands off: {stage.hands_off.format(**_names(run))}")
+        missing = _missing_env(run, stage.name)
+        if missing:  # said before it runs (and in a dry run, which would otherwise look fine)
+            lines.append(
+                f"missing: {', '.join(missing)}: this stage stops here until they are set "
+                f"(`inv env.check {stage.name}`)"
+            )
         # The engine prints an action's line and details whole: wrapped here to LINE_LIMIT.
         head = f"  {index}. [run ] {stage.step}: "
         summary, *rest = wrap(stage.summary, limit=LINE_LIMIT - len(head))
@@ -113,6 +119,14 @@ def build_plan(run: Run, chosen: tuple[Stage, ...]) -> Plan:
         nothing="nothing to run",
         show_mode=False,
     )
+
+
+def _missing_env(run: Run, name: str) -> list[str]:
+    """A layer stage's required variables (its layer.yaml, as `inv env.check` reads it) unset."""
+    from tasks.runtime.config import load_layer_manifests
+
+    manifest = load_layer_manifests(run.project).get(name) or {}
+    return run.env.missing(list(manifest.get("required_env") or []))
 
 
 # ---------------------------------------------------------------------- what each stage reads

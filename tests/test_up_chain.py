@@ -65,6 +65,15 @@ def test_dry_run_prints_the_whole_chain_with_each_stages_inputs(sample_repo: Pat
     assert [e for e in trace["effects"] if e["mutates"] and e["outcome"] != "skipped"] == []
     assert not (sample_repo / ".work/home").exists()
     assert not (sample_repo / ".work/inventory/vms.json").exists()
+    # The sample has no token secret, so the real run would stop at L0: said per stage.
+    for layer in ("l0", "l1", "l2"):
+        assert (
+            "missing: PM_TOKEN_SECRET: this stage stops here until they are set "
+            f"(`inv env.check {layer}`)"
+        ) in out, out
+    assert out.count("missing:") == 3, out
+    full = run_inv(sample_repo, "up", "--dry-run", env=base_env(PM_TOKEN_SECRET="s3cr3t-value"))
+    assert full.returncode == 0 and "missing:" not in full.stdout, full
 
 
 def test_the_profile_reaches_every_stage_and_an_explicit_kubeconfig_wins(
