@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from helpers import base_env, run_inv
@@ -238,6 +239,7 @@ def test_at_80_columns_every_row_stays_in_line(sample_repo: Path) -> None:
     starts = [i for i, ch in enumerate(rule) if ch == "-" and (i == 0 or rule[i - 1] == " ")]
     run_id = next(ln for ln in rows if ln and not ln.startswith(" "))
     assert len(rule.split()[0]) >= len(run_id.split()[0])  # the RUN column holds the id
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run_id.split()[1]), run_id  # whole
     for line in rows:
         for start in starts[1:]:  # each column begins where its rule begins, or is blank there
             assert start >= len(line) or line[start - 1] == " ", (line, starts)

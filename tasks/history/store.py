@@ -146,7 +146,8 @@ class RunEntry:
         who = f"{self.data.get('operator') or '?'}@{self.data.get('host') or '?'}"
         outcome = self.outcome + (f" at {self.failed_step}" if self.failed_step else "")
         shown = "-" if seconds is None else f"{float(seconds):.1f}"
-        return [self.id, self.started.replace("T", " "), outcome, shown, who, self.command]
+        # ISO 8601 as one word: a table that must wrap never cuts the date from its time.
+        return [self.id, self.started, outcome, shown, who, self.command]
 
     def summary(self) -> dict[str, Any]:
         return {
