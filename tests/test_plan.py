@@ -177,6 +177,8 @@ def test_bad_input_is_exit_1_and_says_so(lab) -> None:
     result = inv(lab, "plan", "--layer", "l9")
     assert result.returncode == 1, str(result)
     assert "bad input to plan" in result.stderr and "--layer l9" in result.stderr
+    both = inv(lab, "plan", "--layer", "l2", "--json", "--quiet")
+    assert both.returncode == 1 and "--json and --quiet: give one" in both.stderr, both
     for unset in ("", ","):  # `--layer "$L"` with L unset: never every layer
         nothing = inv(lab, "plan", "--layer", unset)
         assert nothing.returncode == 1 and "no layer named" in nothing.stderr, nothing

@@ -114,9 +114,14 @@ def _plan(run, layer, json, quiet, deep, out, reported: list[bool]) -> None:
 
     from tasks.plan.report import as_json, drift_lines, notify, print_tables, summary
     from tasks.runtime.console import say
-    from tasks.runtime.errors import HomelabError
+    from tasks.runtime.errors import ConfigError, HomelabError
 
     was_dry = run.dry_run
+    if json and quiet:
+        raise ConfigError(
+            "--json and --quiet: give one of them",
+            hint="--json for the whole plan as data, --quiet for one line per drifted item",
+        )
     layers = parse_layers(layer)
     _ = run.env  # resolved (and every setting checked) before the readers fan out
     notify_url = (run.env.get("NOTIFY_URL") or "").strip()
@@ -168,7 +173,13 @@ def _plan(run, layer, json, quiet, deep, out, reported: list[bool]) -> None:
     if result["errors"]:
         raise HomelabError(
             f"plan: {result['errors']} item(s) could not be read or are broken",
-            hint="the rows in error above say why",
+            hint=(
+                "the items in error say why"
+                if json
+                else "the lines above say why"
+                if quiet
+                else "the rows in error above say why"
+            ),
             code=1,
         )
     if result["changes"]:
