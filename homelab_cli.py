@@ -20,7 +20,7 @@ Invoke documents reusing its CLI as a program of one's own; `pyproject.toml` ins
 
 It relies on two of Invoke's parse error texts (a test pins them) and on public Program hooks
 (`create_config`, `parse_core`, `parse_collection`, `parse_tasks`, `update_config`, `execute`,
-`no_tasks_given`, `core_args`, `parse_core_args`, `parse_cleanup`). Nothing here imports the
+`no_tasks_given`, `core_args`, `print_task_help`, `parse_core_args`, `parse_cleanup`). Nothing here imports the
 runner's `tasks` package: task attributes are read with getattr.
 """
 
@@ -399,6 +399,22 @@ class HomelabProgram(Program):
         hints += [where] if where else []
         text = f"error: {message}" + (f"\n  hint: {' '.join(hints)}" if hints else "")
         return Exit(text, code=code)
+
+    def print_task_help(self, name: str) -> None:
+        """Invoke's task help, then the positionals by name: Invoke lists them only among the
+        options (`-n STRING, --name=STRING`), so `inv l1.build NAME` would not show."""
+        super().print_task_help(name)
+        ctx = self.parser.contexts[name]
+        task = self.collection[name]
+        optional = set(getattr(task, "optional_positional", None) or [])
+        shown = [
+            f"[{a.name.upper()}]" if a.name in optional else a.name.upper()
+            for a in ctx.positional_args
+        ]
+        if shown:
+            print("Positional:")
+            print(f"{self.leading_indent}{self.binary} {name} {' '.join(shown)}")
+            print("")
 
     def print_version(self) -> None:
         # Looked up only when asked: importlib.metadata costs ~20 ms on every start otherwise.

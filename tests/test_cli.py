@@ -73,6 +73,14 @@ def test_help_after_every_task_name(sample_repo: Path) -> None:
             assert f"Usage: inv [--core-opts] {name}" in result.stdout, str(result)
 
 
+def test_task_help_names_the_positionals(sample_repo: Path) -> None:
+    """Invoke lists a positional only as `--name=STRING`; README writes `inv l1.build NAME`."""
+    for task, usage in (("l1.build", "inv l1.build NAME"), ("app.mode", "inv app.mode [MODE]")):
+        result = run_inv(sample_repo, task, "--help")
+        assert result.returncode == 0 and f"Positional:\n  {usage}\n" in result.stdout, result
+    assert "Positional:" not in run_inv(sample_repo, "clean", "--help").stdout
+
+
 def test_bare_inv_lists_the_tasks_with_a_hint(sample_repo: Path) -> None:
     result = run_inv(sample_repo)
     assert result.returncode == 0, str(result)
