@@ -20,8 +20,8 @@ Invoke documents reusing its CLI as a program of one's own; `pyproject.toml` ins
 
 It relies on two of Invoke's parse error texts (a test pins them) and on public Program hooks
 (`create_config`, `parse_core`, `parse_collection`, `parse_tasks`, `update_config`, `execute`,
-`no_tasks_given`, `core_args`, `print_task_help`, `parse_core_args`, `parse_cleanup`). Nothing here imports the
-runner's `tasks` package: task attributes are read with getattr.
+`no_tasks_given`, `core_args`, `print_task_help`, `parse_core_args`, `parse_cleanup`). Nothing
+here imports the runner's `tasks` package: task attributes are read with getattr.
 """
 
 from __future__ import annotations
