@@ -208,3 +208,16 @@ def test_upid_and_privileges_helpers() -> None:
     assert held_privileges(perms, "/vms/101") == {"Sys.Audit", "VM.Audit"}
     assert held_privileges(perms, "/storage/local") == {"Sys.Audit", "Datastore.Audit"}
     assert held_privileges(perms, "/storage/local/x") == {"Sys.Audit"}
+
+
+def test_a_reset_after_the_handshake_is_said_as_a_reset() -> None:
+    """requests wraps it as "Connection aborted." with the reset inside: the reset is the cause."""
+    import requests
+
+    from tasks.runtime.seam.pve import short_reason
+
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    wrapped = requests.exceptions.ConnectionError(("Connection aborted.", reset))
+    assert short_reason(wrapped) == "Connection reset by peer"
+    gone = requests.exceptions.ConnectionError(("Connection aborted.", "RemoteDisconnected"))
+    assert short_reason(gone) == "Connection aborted"

@@ -79,8 +79,10 @@ def short_reason(exc: BaseException) -> str:
         r"certificate verify failed: ([^(')\]]+)",
         r"\[Errno -?\d+\] ([^'\")\]]+)",
         r"(Read timed out)",
-        r"(Connection aborted)",
+        # requests words a reset after the handshake "Connection aborted." with the reset inside:
+        # the reset is the cause the operator can act on.
         r"(Connection reset by peer)",
+        r"(Connection aborted)",
         r"(RemoteDisconnected[^'\")]*)",
     ):
         found = re.search(pattern, text)
