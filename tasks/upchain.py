@@ -83,6 +83,9 @@ def build_plan(run: Run, chosen: tuple[Stage, ...]) -> Plan:
     layers = ", ".join(
         lyr.name + ("" if lyr.used else f" [skipped: {lyr.skipped}]") for lyr in env.layers
     )
+    from tasks.runtime.config import load_layer_manifests
+
+    manifests = load_layer_manifests(run.project)  # once: each layer stage's required variables
     names = [s.name for s in chosen]
     run.memo["up-stages"] = names  # the cluster stage's inputs say where its kubeconfig comes from
     actions = []
@@ -90,7 +93,8 @@ def build_plan(run: Run, chosen: tuple[Stage, ...]) -> Plan:
         lines = [f"reads: {line}" for line in stage.inputs(run)]
         if stage.hands_off:
             lines.append(f"hands off: {stage.hands_off.format(**_names(run))}")
-        missing = _missing_env(run, stage.name)
+        required = (manifests.get(stage.name) or {}).get("required_env") or []
+        missing = run.env.missing(list(required))
         if missing:  # said before it runs (and in a dry run, which would otherwise look fine)
             lines.append(
                 f"missing: {', '.join(missing)}: this stage stops here until they are set "
@@ -119,14 +123,6 @@ def build_plan(run: Run, chosen: tuple[Stage, ...]) -> Plan:
         nothing="nothing to run",
         show_mode=False,
     )
-
-
-def _missing_env(run: Run, name: str) -> list[str]:
-    """A layer stage's required variables (its layer.yaml, as `inv env.check` reads it) unset."""
-    from tasks.runtime.config import load_layer_manifests
-
-    manifest = load_layer_manifests(run.project).get(name) or {}
-    return run.env.missing(list(manifest.get("required_env") or []))
 
 
 # ---------------------------------------------------------------------- what each stage reads

@@ -12,8 +12,7 @@ WIDTH = 120
 def _ids() -> list[str]:
     from tasks.history.store import run_ids
 
-    ids = run_ids()
-    return ["last", *ids] if ids and ids[0] != "(no runs yet)" else ids
+    return run_ids()
 
 
 def _lines_table(columns: list[str], rows: list[list[str]], title: str | None = None) -> None:

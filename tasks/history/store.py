@@ -107,11 +107,11 @@ class RunEntry:
             return f"unreadable trace ({self.problem})"
         if self.running:
             return "running"
-        outcome = str(self.data.get("outcome") or "?")
+        state = str(self.state or "?")
         code = self.data.get("exit_code")
-        if self.data.get("task") == "plan" and code == 2:
-            return "changes pending"  # plan's exit 2 (Terraform's -detailed-exitcode)
-        return outcome if code in (0, None) else f"{outcome} (exit {code})"
+        if state == "changes pending" or code in (0, None):
+            return state
+        return f"{state} (exit {code})"
 
     @property
     def state(self) -> str | None:
@@ -224,11 +224,13 @@ def find_run(work: Path, wanted: str) -> RunEntry:
 
 
 def run_ids() -> list[str]:
-    """The recorded run ids, newest first (for the error when `inv runs.show` gets none)."""
+    """`last` and the recorded run ids, newest first (for the error when `inv runs.show` gets
+    none)."""
     try:
         from tasks.runtime.project import Project
 
-        return [r.id for r in load_runs(Project.current().work)[:20]] or ["(no runs yet)"]
+        ids = [r.id for r in load_runs(Project.current().work)[:20]]
+        return ["last", *ids] if ids else ["(no runs yet)"]
     except Exception:  # the names are a courtesy
         return []
 

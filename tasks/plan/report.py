@@ -90,7 +90,7 @@ def notify(run: Run, plans: list[LayerPlan], was_dry: bool) -> bool:
     if not run.reporting_value("NOTIFY_URL") or not lines:
         return False
     shown = lines[:50] + ([f"... and {len(lines) - 50} more"] if len(lines) > 50 else [])
-    _post(run, headline(plans), shown, was_dry)
+    _post(run, run.reporting_value("NOTIFY_URL"), headline(plans), shown, was_dry)
     return True
 
 
@@ -106,10 +106,10 @@ def notify_failure(run: Run, message: str) -> None:
     with contextlib.suppress(ConfigError):  # a bad NOTIFY_URL is the failure said already
         if url:
             check_credential_url(url, "NOTIFY_URL")
-            _post(run, "homelab plan: failed", [message], run.asked_dry_run)
+            _post(run, url, "homelab plan: failed", [message], run.asked_dry_run)
 
 
-def _post(run: Run, head: str, lines: list[str], was_dry: bool) -> None:
+def _post(run: Run, url: str, head: str, lines: list[str], was_dry: bool) -> None:
     from tasks.runtime.console import warn
     from tasks.runtime.errors import HomelabError
     from tasks.runtime.secrets import mask
@@ -125,7 +125,7 @@ def _post(run: Run, head: str, lines: list[str], was_dry: bool) -> None:
     try:
         answer = effects.http(
             "POST",
-            run.reporting_value("NOTIFY_URL"),
+            url,
             mutates=True,
             credential="NOTIFY_URL",
             headers=headers,

@@ -288,15 +288,15 @@ def check_out_path(project: Project, raw: str) -> Path:
             "the file it names",
             hint=hint,
         )
-    work = project.work.resolve()
-    under_work = path.parent.resolve() == work or work in path.parent.resolve().parents
+    work, parent = project.work.resolve(), path.parent.resolve()
+    under_work = parent == work or work in parent.parents
     if not path.parent.is_dir() and not under_work:  # .work/ and its folders are made on use
         raise ConfigError(f"--out {raw}: the folder {path.parent} does not exist", hint=hint)
     writable = path.parent if path.parent.is_dir() else project.root
     if not os.access(writable, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ConfigError(f"--out {raw}: not writable by this user", hint=hint)
-    if under_work and path.parent.resolve() != work:
-        inner = path.parent.resolve().relative_to(work).parts[0]
+    if under_work and parent != work:
+        inner = parent.relative_to(work).parts[0]
         if inner in ("traces", "locks"):
             raise ConfigError(
                 f"--out {raw}: inside .work/{inner}/, which the runner keeps for itself", hint=hint
@@ -320,9 +320,9 @@ def write_saved(
     """Write the saved plan (0600). Inside .work/ it is generated state; elsewhere an effect,
     a real write unless the operator asked for a dry run (`inv --dry plan --out F` writes nothing).
     `raw` was checked (`check_out_path`) before the reads."""
-    path = resolve_path(raw)
     if was_dry:  # `inv --dry plan --out F` writes nothing, inside .work/ too
         return None
+    path = resolve_path(raw)
     text = json.dumps(build_saved(run, plans, deep=deep), indent=2) + "\n"
     from tasks.runtime.console import progress
 
@@ -393,10 +393,9 @@ def _inner_problems(data: dict[str, Any]) -> list[str]:
     for layer, facts in data["facts"].items():
         items = facts.get("items") if isinstance(facts, dict) else None
         if (
-            not isinstance(facts, dict)
-            or layer not in LAYER_NAMES
+            layer not in LAYER_NAMES
+            or not isinstance(items, dict)  # also when `facts` itself is not a mapping
             or not isinstance(facts.get("digest"), str)
-            or not isinstance(items, dict)
             or not all(
                 isinstance(i, dict) and isinstance(i.get("digest"), str) for i in items.values()
             )
